@@ -155,9 +155,26 @@ test('openingState: a migrate that throws, returns a promise, or a state the cod
     assert.deepEqual([String(state.keep), state.keepVersion], ['{"total":7}', 'v1']);
   }
   // A converted state is a checkpoint: over maxCheckpointBytes it is refused as one is.
-  const big = openingState(plan, inputs, json, (state) => ({ ...state, pad: 'x'.repeat(100) }), () => false, 64);
+  const big = openingState(
+    plan,
+    inputs,
+    json,
+    (state) => ({ ...state, pad: 'x'.repeat(100) }),
+    () => false,
+    64,
+  );
   assert.deepEqual([big.broken?.code, big.migrated], ['ERR_VELO_CHECKPOINT_TOO_LARGE', undefined]);
-  assert.equal(openingState(plan, inputs, json, (state) => state, () => false, 64).broken, undefined);
+  assert.equal(
+    openingState(
+      plan,
+      inputs,
+      json,
+      (state) => state,
+      () => false,
+      64,
+    ).broken,
+    undefined,
+  );
   const keyed = { ...inputs, snapshot: undefined, openings: new Map(), kept: { state: '{not json' } };
   const state = openingState(planOpening(keyed), keyed, json, null, () => false);
   assert.equal(state.broken, undefined);
@@ -165,11 +182,24 @@ test('openingState: a migrate that throws, returns a promise, or a state the cod
   assert.equal(state.keptUnreadable?.code, 'ERR_VELO_DECODE');
   // A key's state converted over the limit: the session starts without it, reported.
   const keyedOld = { ...keyed, kept: { state: '{"total":1}', version: 'v1' } };
-  const bigKey = openingState(planOpening(keyedOld), keyedOld, json, (s) => ({ ...s, pad: 'x'.repeat(100) }), () => false, 64);
+  const bigKey = openingState(
+    planOpening(keyedOld),
+    keyedOld,
+    json,
+    (s) => ({ ...s, pad: 'x'.repeat(100) }),
+    () => false,
+    64,
+  );
   assert.deepEqual([bigKey.broken, bigKey.fromKey, bigKey.restored, bigKey.migrated], [undefined, false, undefined, undefined]);
   assert.equal(bigKey.keptUnreadable?.code, 'ERR_VELO_CHECKPOINT_TOO_LARGE');
   // A key's state converted to something the codec refuses: migrate's failure, not a decode error.
-  const unencodable = openingState(planOpening(keyedOld), keyedOld, json, () => ({ big: 10n }), () => false);
+  const unencodable = openingState(
+    planOpening(keyedOld),
+    keyedOld,
+    json,
+    () => ({ big: 10n }),
+    () => false,
+  );
   assert.deepEqual([unencodable.fromKey, unencodable.keptUnreadable?.code], [false, 'ERR_VELO_MIGRATE']);
 });
 
@@ -345,7 +375,6 @@ test("OutputPlaces: an input's outputs are marked answered at its last only, how
   );
 });
 
-
 test('OutputPlaces keeps no output once its handler has asked past it', async () => {
   const places = new OutputPlaces();
   places.took(0);
@@ -404,7 +433,8 @@ test("planOpening: a new session starts from its key's state as it is if its rel
   }
   assert.equal(plan(release('v2'), null).keyState, null);
   // A replay follows its stored opening: refused stays refused, whatever the release.
-  const stored = (keyState) => new Map([['k@9-0', { sid: 'k@9-0', version: 'v2', limits: CAPS, ...(keyState ? { keyState } : {}) }]]);
+  const stored = (keyState) =>
+    new Map([['k@9-0', { sid: 'k@9-0', version: 'v2', limits: CAPS, ...(keyState ? { keyState } : {}) }]]);
   assert.equal(plan(release('v3', ['v3', 'v2']), kept('v3'), stored('refused')).keyState, 'refused');
   assert.equal(plan(release('v3', ['v3', 'v2']), kept('v1'), stored()).keyState, 'as-is');
   // Converted before (its first checkpoint holds the result, unless a wake-up stored its opening first): converted
@@ -412,7 +442,11 @@ test("planOpening: a new session starts from its key's state as it is if its rel
   assert.equal(plan(release('v2', ['v2'], true), kept('v1'), stored('migrated')).keyState, 'migrate');
   assert.equal(plan(release('v3', ['v3', 'v2'], true), kept('v1'), stored('migrated')).keyState, 'refused');
   // Adopted now by a release that migrates: converted as a new session's would be.
-  const adopted = plan(release('v3', ['v3'], true), kept('v1'), new Map([['k@9-0', { sid: 'k@9-0', version: 'v2', limits: CAPS }]]));
+  const adopted = plan(
+    release('v3', ['v3'], true),
+    kept('v1'),
+    new Map([['k@9-0', { sid: 'k@9-0', version: 'v2', limits: CAPS }]]),
+  );
   assert.deepEqual([adopted.keyState, adopted.opening.replaces, adopted.opening.keyState], ['migrate', 'v2', 'migrated']);
 });
 
@@ -430,7 +464,18 @@ test("an opening's debounce is stored and read back as it was; a stored value th
   // Written by an earlier release: no `d`, the owner's debounce.
   const stored = { v: 'v2', idle: 1000, age: 0, events: 0, timers: 1000 };
   assert.equal('debounce' in parseOpening('k@1-0', JSON.stringify(stored)), false);
-  for (const d of [1, -1, 'x', [], {}, { w: -1, l: 0 }, { w: 5, l: 2 }, { w: 5, l: 0, x: -3 }, { w: 5, l: 0, x: 'y' }, { w: Infinity, l: 0 }]) {
+  for (const d of [
+    1,
+    -1,
+    'x',
+    [],
+    {},
+    { w: -1, l: 0 },
+    { w: 5, l: 2 },
+    { w: 5, l: 0, x: -3 },
+    { w: 5, l: 0, x: 'y' },
+    { w: Infinity, l: 0 },
+  ]) {
     const opening = parseOpening('k@1-0', JSON.stringify({ ...stored, d }));
     assert.equal(opening?.version, 'v2', JSON.stringify(d));
     assert.equal('debounce' in opening, false, JSON.stringify(d));
