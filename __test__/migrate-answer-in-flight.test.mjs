@@ -7,6 +7,15 @@ import assert from 'node:assert/strict';
 import { streamFn } from 'velo-stream';
 import { testWorker } from 'velo-stream/testing';
 
+/** A handler that answers each question with `answer(q, ctx)` (an async generator), sessions idle for a minute. */
+const perQuestion = (answer) =>
+  streamFn(
+    async function* (questions, ctx) {
+      for await (const q of questions) yield* answer(q, ctx);
+    },
+    { idleTimeout: 60_000 },
+  );
+
 /** A model whose answer to each question is `tokens` tokens and an end; v1's stalls after its tokens (in flight). */
 const answering = (version, tokens, stall) =>
   streamFn(
@@ -78,30 +87,25 @@ test('a session adopted by migrate that ends with nothing new to write reports n
 
 /** v1 streams its answer from `model` through the journal and stalls in flight; v2 may call `first` before it. */
 const journaled = (version, first) =>
-  streamFn(
-    async function* (questions, ctx) {
-      for await (const q of questions) {
-        let i = 0;
-        try {
-          if (first === 'run') await ctx.run('moderation', () => 'ok');
-          const model =
-            first === 'model as run'
-              ? [await ctx.run('model', () => 'whole')]
-              : ctx.stream('model', ({ chunks }) =>
-                  (async function* () {
-                    for (let t = chunks.length; t < 4; t++) yield `${version}-${t}`;
-                    if (version === 'v1') await new Promise(() => {});
-                  })(),
-                );
-          for await (const token of model) yield { v: version, q, i: i++, token };
-          yield { v: version, q, done: true };
-        } catch (error) {
-          yield { v: version, q, done: true, error: error.code };
-        }
-      }
-    },
-    { idleTimeout: 60_000 },
-  );
+  perQuestion(async function* (q, ctx) {
+    let i = 0;
+    try {
+      if (first === 'run') await ctx.run('moderation', () => 'ok');
+      const model =
+        first === 'model as run'
+          ? [await ctx.run('model', () => 'whole')]
+          : ctx.stream('model', ({ chunks }) =>
+              (async function* () {
+                for (let t = chunks.length; t < 4; t++) yield `${version}-${t}`;
+                if (version === 'v1') await new Promise(() => {});
+              })(),
+            );
+      for await (const token of model) yield { v: version, q, i: i++, token };
+      yield { v: version, q, done: true };
+    } catch (error) {
+      yield { v: version, q, done: true, error: error.code };
+    }
+  });
 
 for (const first of ['run', 'model as run']) {
   test(`migrate where the new version makes another call where the old one streamed (${first}): diverged, reported, no splice`, async () => {
@@ -147,30 +151,24 @@ test('a replay whose journaled calls come in another order: the divergence reach
 
 /** v1 routes (a journaled call), then streams its answer and stalls in flight; v2 adds a call between the two. */
 const routed = (version, added, again) =>
-  streamFn(
-    async function* (questions, ctx) {
-      for await (const q of questions) {
-        let i = 0;
-        try {
-          await ctx.run('route', () => `${version}-route`);
-          if (added) await ctx.run('moderation', () => 'ok');
-          const model = ctx.stream('model', ({ chunks }) =>
-            (async function* () {
-              for (let t = chunks.length; t < 4; t++) yield `${version}-${t}`;
-              if (version === 'v1') await new Promise(() => {});
-            })(),
-          );
-          for await (const token of model) yield { v: version, q, i: i++, token };
-        } catch (error) {
-          yield { v: version, q, restart: error.code };
-          if (again)
-            for await (const token of ctx.stream('retry', () => ['r0', 'r1', 'r2'])) yield { v: version, q, i: i++, token };
-        }
-        yield { v: version, q, done: true };
-      }
-    },
-    { idleTimeout: 60_000 },
-  );
+  perQuestion(async function* (q, ctx) {
+    let i = 0;
+    try {
+      await ctx.run('route', () => `${version}-route`);
+      if (added) await ctx.run('moderation', () => 'ok');
+      const model = ctx.stream('model', ({ chunks }) =>
+        (async function* () {
+          for (let t = chunks.length; t < 4; t++) yield `${version}-${t}`;
+          if (version === 'v1') await new Promise(() => {});
+        })(),
+      );
+      for await (const token of model) yield { v: version, q, i: i++, token };
+    } catch (error) {
+      yield { v: version, q, restart: error.code };
+      if (again) for await (const token of ctx.stream('retry', () => ['r0', 'r1', 'r2'])) yield { v: version, q, i: i++, token };
+    }
+    yield { v: version, q, done: true };
+  });
 
 for (const again of [false, true]) {
   test(`migrate diverging after a call that matched its record: the new outputs follow the old partial answer (${again ? 'answered again' : 'ended'})`, async () => {
@@ -198,19 +196,14 @@ for (const again of [false, true]) {
 
 /** v1 routes and streams four tokens, then stalls in flight; v2 routes and ends (it dropped the model's call). */
 const dropping = (version) =>
-  streamFn(
-    async function* (questions, ctx) {
-      for await (const q of questions) {
-        yield { v: version, q, route: await ctx.run('route', () => `${version}-route`) };
-        if (version === 'v1') {
-          for await (const token of ctx.stream('model', () => ['t0', 't1', 't2', 't3'])) yield { v: version, q, token };
-          await new Promise(() => {});
-        }
-        yield { v: version, q, done: true };
-      }
-    },
-    { idleTimeout: 60_000 },
-  );
+  perQuestion(async function* (q, ctx) {
+    yield { v: version, q, route: await ctx.run('route', () => `${version}-route`) };
+    if (version === 'v1') {
+      for await (const token of ctx.stream('model', () => ['t0', 't1', 't2', 't3'])) yield { v: version, q, token };
+      await new Promise(() => {});
+    }
+    yield { v: version, q, done: true };
+  });
 
 // Found by the simulator (`--journal --versions`, seeds 85 and 200): v2's route matched its record, so its outputs
 // for the input counted as v1's answer continued, and its end, at a place v1 had written a token, was dropped as
@@ -233,25 +226,20 @@ test('migrate where the new version drops a call after one that matched its reco
 // owner, whose replay wrote that part a second time (counted past every output written, not after the old answer).
 test("migrate adopted twice mid-answer: the first adopter's part of the new answer is not written twice", async () => {
   let stall = true;
-  const v2 = streamFn(
-    async function* (questions, ctx) {
-      for await (const q of questions) {
-        try {
-          await ctx.run('route', () => 'v2-route');
-          await ctx.run('moderation', () => 'ok');
-        } catch (error) {
-          yield { v: 'v2', q, restart: error.code };
-        }
-        for await (const token of ctx.stream('retry', ({ chunks }) => ['r0', 'r1', 'r2'].slice(chunks.length))) {
-          yield { v: 'v2', q, token };
-          // (The first adopter stops after its first token, in flight: the test's, not the handler's, doing.)
-          if (stall) await new Promise(() => {});
-        }
-        yield { v: 'v2', q, done: true };
-      }
-    },
-    { idleTimeout: 60_000 },
-  );
+  const v2 = perQuestion(async function* (q, ctx) {
+    try {
+      await ctx.run('route', () => 'v2-route');
+      await ctx.run('moderation', () => 'ok');
+    } catch (error) {
+      yield { v: 'v2', q, restart: error.code };
+    }
+    for await (const token of ctx.stream('retry', ({ chunks }) => ['r0', 'r1', 'r2'].slice(chunks.length))) {
+      yield { v: 'v2', q, token };
+      // (The first adopter stops after its first token, in flight: the test's, not the handler's, doing.)
+      if (stall) await new Promise(() => {});
+    }
+    yield { v: 'v2', q, done: true };
+  });
   const tw = testWorker(routed('v1', false, false), { version: 'v1', leaseTtl: 3000 });
   tw.send('chat', 1);
   await tw.advance(100);
@@ -321,17 +309,12 @@ async function adoptedMidAnswer(v2, v1 = priced, written = 7) {
 // tokens as v1 had written or fewer, its answer was dropped as v1's (no end); with more, its tail was joined to v1's.
 for (const n of [3, 10]) {
   test(`migrate where the new version matches a call, then answers in ${n} outputs without the model: written whole, after`, async () => {
-    const v2 = streamFn(
-      async function* (questions, ctx) {
-        for await (const q of questions) {
-          await ctx.run('price', () => 42);
-          yield { v: 'v2', q, restart: true };
-          for (let i = 0; i < n; i++) yield { v: 'v2', q, token: `local${i}` };
-          yield { v: 'v2', q, done: true };
-        }
-      },
-      { idleTimeout: 60_000 },
-    );
+    const v2 = perQuestion(async function* (q, ctx) {
+      await ctx.run('price', () => 42);
+      yield { v: 'v2', q, restart: true };
+      for (let i = 0; i < n; i++) yield { v: 'v2', q, token: `local${i}` };
+      yield { v: 'v2', q, done: true };
+    });
     const tw = await adoptedMidAnswer(v2);
     assert.deepEqual(
       tw.outputs().map((o) => o.value),
@@ -348,20 +331,15 @@ for (const n of [3, 10]) {
 // Found by the outside break-it pass: v2 diverged at the question in flight (it asks the model where v1 priced first),
 // caught it and ended the answer; v1's records it never took stayed, and its next question's model call got them.
 test("migrate: records the new version left at the question in flight reach none of its next question's calls", async () => {
-  const v2 = streamFn(
-    async function* (questions, ctx) {
-      for await (const q of questions) {
-        try {
-          const model = ctx.stream('model', ({ chunks }) => [`q${q}-a`, `q${q}-b`].slice(chunks.length));
-          for await (const token of model) yield { v: 'v2', q, token };
-        } catch (error) {
-          yield { v: 'v2', q, restart: error.code };
-        }
-        yield { v: 'v2', q, done: true };
-      }
-    },
-    { idleTimeout: 60_000 },
-  );
+  const v2 = perQuestion(async function* (q, ctx) {
+    try {
+      const model = ctx.stream('model', ({ chunks }) => [`q${q}-a`, `q${q}-b`].slice(chunks.length));
+      for await (const token of model) yield { v: 'v2', q, token };
+    } catch (error) {
+      yield { v: 'v2', q, restart: error.code };
+    }
+    yield { v: 'v2', q, done: true };
+  });
   const tw = await adoptedMidAnswer(v2);
   tw.send('chat', 2);
   await tw.advance(10_000);
@@ -379,16 +357,11 @@ test("migrate: records the new version left at the question in flight reach none
 // Found by the outside break-it pass: the records v2 left at the question in flight stayed in the log; v2 checkpointed
 // after its answer, and the next owner, restored from that checkpoint, gave its next question's first call one of them.
 test("migrate: records the new version left stay out of every later owner's calls, after its checkpoint too", async () => {
-  const v2 = streamFn(
-    async function* (questions, ctx) {
-      for await (const q of questions) {
-        const price = await ctx.run('price', () => 42);
-        yield { v: 'v2', q, price, done: true };
-        ctx.checkpoint({ q });
-      }
-    },
-    { idleTimeout: 60_000 },
-  );
+  const v2 = perQuestion(async function* (q, ctx) {
+    const price = await ctx.run('price', () => 42);
+    yield { v: 'v2', q, price, done: true };
+    ctx.checkpoint({ q });
+  });
   const tw = await adoptedMidAnswer(v2);
   tw.crash();
   await tw.advance(10_000);
@@ -414,27 +387,22 @@ test("migrate: records the new version left stay out of every later owner's call
  * v1's where they are the same (none names its version), but its end.
  */
 const reshaped = (shape, length) =>
-  streamFn(
-    async function* (questions, ctx) {
-      for await (const q of questions) {
-        await ctx.run('price', () => 42);
-        const model = ctx.stream('model', ({ chunks }) => Array.from({ length }, (_, t) => `q${q}-m${t}`).slice(chunks.length));
-        let first = null;
-        for await (const token of model) {
-          if (shape === 'pairs') {
-            if (first === null) first = token;
-            else [yield { q, token: `${first}+${token}` }, (first = null)];
-          } else if (shape === 'halves') {
-            yield { q, token, half: 0 };
-            yield { q, token, half: 1 };
-          } else if (shape !== 'drop6' || token !== `q${q}-m6`) yield { q, token };
-        }
-        if (first !== null) yield { q, token: first };
-        yield { v: 'v2', q, done: true };
-      }
-    },
-    { idleTimeout: 60_000 },
-  );
+  perQuestion(async function* (q, ctx) {
+    await ctx.run('price', () => 42);
+    const model = ctx.stream('model', ({ chunks }) => Array.from({ length }, (_, t) => `q${q}-m${t}`).slice(chunks.length));
+    let first = null;
+    for await (const token of model) {
+      if (shape === 'pairs') {
+        if (first === null) first = token;
+        else [yield { q, token: `${first}+${token}` }, (first = null)];
+      } else if (shape === 'halves') {
+        yield { q, token, half: 0 };
+        yield { q, token, half: 1 };
+      } else if (shape !== 'drop6' || token !== `q${q}-m6`) yield { q, token };
+    }
+    if (first !== null) yield { q, token: first };
+    yield { v: 'v2', q, done: true };
+  });
 
 /** What `reshaped(shape, length)` answers question 1 with, whole. */
 function reshapedAnswer(shape, length) {
@@ -483,33 +451,23 @@ for (const [shape, where] of [
 }
 
 /** v1 streams the model's tokens in two outputs each (`half` 0 and 1), and stalls after the first half of the first. */
-const halving = streamFn(
-  async function* (questions, ctx) {
-    for await (const q of questions) {
-      for await (const token of ctx.stream('model', () => ['q1-m0', 'q1-m1'])) {
-        yield { q, token, half: 0 };
-        await new Promise(() => {});
-      }
-    }
-  },
-  { idleTimeout: 60_000 },
-);
+const halving = perQuestion(async function* (q, ctx) {
+  for await (const token of ctx.stream('model', () => ['q1-m0', 'q1-m1'])) {
+    yield { q, token, half: 0 };
+    await new Promise(() => {});
+  }
+});
 
 /** v2 of `halving`: the same model, continued to three tokens, one output per token (`each`) or two (`halves`). */
 const afterHalving = (shape) =>
-  streamFn(
-    async function* (questions, ctx) {
-      for await (const q of questions) {
-        const model = ctx.stream('model', ({ chunks }) => ['q1-m0', 'q1-m1', 'q1-m2'].slice(chunks.length));
-        for await (const token of model) {
-          if (shape === 'each') yield { q, token };
-          else for (const half of [0, 1]) yield { q, token, half };
-        }
-        yield { v: 'v2', q, done: true };
-      }
-    },
-    { idleTimeout: 60_000 },
-  );
+  perQuestion(async function* (q, ctx) {
+    const model = ctx.stream('model', ({ chunks }) => ['q1-m0', 'q1-m1', 'q1-m2'].slice(chunks.length));
+    for await (const token of model) {
+      if (shape === 'each') yield { q, token };
+      else for (const half of [0, 1]) yield { q, token, half };
+    }
+    yield { v: 'v2', q, done: true };
+  });
 
 // Found by the simulator: v1 wrote the first of two outputs of its first chunk; v2 yields one output per chunk. Both
 // yield as many outputs before each record, and v2 yields as many as v1 wrote before its first call past them: its
@@ -552,30 +510,20 @@ test("migrate where the new version's output at the old version's last is the sa
 // The same after a checkpoint: the old version's last output is read with the session's checkpoint then, and its
 // digest must come with it.
 test("migrate after a checkpoint, where the new version's output at the old version's last is another: written whole, after", async () => {
-  const v1 = streamFn(
-    async function* (questions, ctx) {
-      for await (const q of questions) {
-        for await (const token of ctx.stream('model', () => [`q${q}-m0`, `q${q}-m1`])) {
-          yield { q, token, half: 0 };
-          if (q === 2) await new Promise(() => {});
-          yield { q, token, half: 1 };
-        }
-        yield { q, done: true };
-        ctx.checkpoint({ q });
-      }
-    },
-    { idleTimeout: 60_000 },
-  );
-  const v2 = streamFn(
-    async function* (questions, ctx) {
-      for await (const q of questions) {
-        for await (const token of ctx.stream('model', ({ chunks }) => [`q${q}-m0`, `q${q}-m1`].slice(chunks.length)))
-          yield { q, token };
-        yield { v: 'v2', q, done: true };
-      }
-    },
-    { idleTimeout: 60_000 },
-  );
+  const v1 = perQuestion(async function* (q, ctx) {
+    for await (const token of ctx.stream('model', () => [`q${q}-m0`, `q${q}-m1`])) {
+      yield { q, token, half: 0 };
+      if (q === 2) await new Promise(() => {});
+      yield { q, token, half: 1 };
+    }
+    yield { q, done: true };
+    ctx.checkpoint({ q });
+  });
+  const v2 = perQuestion(async function* (q, ctx) {
+    for await (const token of ctx.stream('model', ({ chunks }) => [`q${q}-m0`, `q${q}-m1`].slice(chunks.length)))
+      yield { q, token };
+    yield { v: 'v2', q, done: true };
+  });
   const tw = testWorker(v1, { version: 'v1', leaseTtl: 3000 });
   tw.send('chat', 1);
   tw.send('chat', 2);
@@ -603,30 +551,20 @@ test("migrate after a checkpoint, where the new version's output at the old vers
  * v1 answers each question in three tokens and an end, then waits before it asks for its next question (bills the
  * answer, say): the first question's answer is whole, but its input is still in flight when v1 stops there.
  */
-const billingAfter = streamFn(
-  async function* (questions, ctx) {
-    for await (const q of questions) {
-      for await (const token of ctx.stream('model', () => ['m0', 'm1', 'm2'])) yield { q, token };
-      yield { q, done: true };
-      await new Promise(() => {});
-    }
-  },
-  { idleTimeout: 60_000 },
-);
+const billingAfter = perQuestion(async function* (q, ctx) {
+  for await (const token of ctx.stream('model', () => ['m0', 'm1', 'm2'])) yield { q, token };
+  yield { q, done: true };
+  await new Promise(() => {});
+});
 
 /** v2 of `billingAfter`: the same outputs, or (`tagged`) tokens with a field of its own after the first. */
 const afterBilling = (tagged) =>
-  streamFn(
-    async function* (questions, ctx) {
-      for await (const q of questions) {
-        let i = 0;
-        for await (const token of ctx.stream('model', () => ['m0', 'm1', 'm2']))
-          yield tagged && i++ > 0 ? { q, token, v: 2 } : { q, token };
-        yield { q, done: true };
-      }
-    },
-    { idleTimeout: 60_000 },
-  );
+  perQuestion(async function* (q, ctx) {
+    let i = 0;
+    for await (const token of ctx.stream('model', () => ['m0', 'm1', 'm2']))
+      yield tagged && i++ > 0 ? { q, token, v: 2 } : { q, token };
+    yield { q, done: true };
+  });
 
 // Found by an outside break-it pass: v1 wrote its whole answer and waited before asking for the next question; v2,
 // whose outputs differed only in its end, was taken for another answer and sent the answer again. Outputs that are
@@ -663,19 +601,14 @@ test("migrate where the new version words an output before the old version's las
 
 /** v1 or v2 (the same outputs): three tokens and an end per question, a checkpoint after each; v1 stalls mid-q2. */
 const checkpointing = (stalls) =>
-  streamFn(
-    async function* (questions, ctx) {
-      for await (const q of questions) {
-        for await (const token of ctx.stream('model', ({ chunks }) => ['m0', 'm1', 'm2'].slice(chunks.length))) {
-          yield { q, token };
-          if (stalls && q === 2 && token === 'm1') await new Promise(() => {});
-        }
-        yield { q, done: true };
-        ctx.checkpoint({ q });
-      }
-    },
-    { idleTimeout: 60_000 },
-  );
+  perQuestion(async function* (q, ctx) {
+    for await (const token of ctx.stream('model', ({ chunks }) => ['m0', 'm1', 'm2'].slice(chunks.length))) {
+      yield { q, token };
+      if (stalls && q === 2 && token === 'm1') await new Promise(() => {});
+    }
+    yield { q, done: true };
+    ctx.checkpoint({ q });
+  });
 
 // Found by the clean-clone CI (the gateway's migrate round): outputs are counted per input from the last checkpoint,
 // so the digest of a question's outputs after a checkpoint went on from the one before's, and every answer in flight
