@@ -244,15 +244,17 @@ test('planOpening: a migrated session whose earlier owner wrote past where it st
   assert.equal(plain.writtenBefore, null);
 });
 
+/** The `output`-th output as `places` queues it, with its place. */
+const placer = (places) => (output) => {
+  places.place(output);
+  const queued = { at: undefined };
+  places.placeInto(queued);
+  return queued;
+};
+
 test('OutputPlaces: an output is placed by the inputs taken since the last checkpoint queued and its position after them', () => {
   const places = new OutputPlaces();
-  // The `output`-th output as queued, with its place.
-  const placed = (output) => {
-    places.place(output);
-    const queued = { at: undefined };
-    places.placeInto(queued);
-    return queued;
-  };
+  const placed = placer(places);
   const place = (output) => placed(output).at;
   // Two outputs before any input (a handler that yields at its start), then input 1 with three, input 2 with none,
   // input 3 with one; a checkpoint after input 3's step; then one output on it, input 4 and two.
@@ -344,12 +346,7 @@ test('OutputPlaces: a handler running ahead of the forwarding places its outputs
 
 test("OutputPlaces: an input's outputs are marked answered at its last only, however far its handler ran ahead", () => {
   const places = new OutputPlaces();
-  const placed = (output) => {
-    places.place(output);
-    const queued = { at: undefined };
-    places.placeInto(queued);
-    return queued;
-  };
+  const placed = placer(places);
   // Input 1 yields three outputs (a token, a token, the answer's end) and its handler asks for its next input while
   // only the first is forwarded: a commit may carry it alone, and a stored mark that says its input is answered would
   // cover the end that was never written (a migrated session's later owner drops it as written before).
