@@ -84,8 +84,9 @@ const SEEDS = [
   [{ journal: true }, range(1, 4)],
   // (With releases that add, drop or rename journaled calls: 85, 113 and 627 are sim-journal.test.mjs's seeds that
   // catch a continued answer's outputs matched to the old ones by position rather than held, or the records a new
-  // version left untaken kept for a later call; 113 and 627 also diverge after a call that matched its record.)
-  [{ journal: true, versions: true, keyState: true }, [...range(1, 3), 85, 113, 627]],
+  // version left untaken kept for a later call; 113 and 627 also diverge after a call that matched its record; 573, an
+  // answer marked whole by a commit that carried only its first outputs.)
+  [{ journal: true, versions: true, keyState: true }, [...range(1, 3), 85, 113, 627, 573]],
   [{ versions: true, answers: true }, range(1, 4)],
   [{ poolOrder: true }, range(1, 4)],
   [{ journal: true, versions: true, answers: true, poolOrder: true }, range(1, 3)],
