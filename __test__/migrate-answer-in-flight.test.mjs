@@ -328,6 +328,33 @@ for (const n of [3, 10]) {
   });
 }
 
+// Found by an outside break-it pass: v2 caps the model's answer at four tokens, taking four of the seven records v1
+// left and the same outputs for them: its whole answer is written after v1's, and (as every restart of an answer
+// continued from the journal) reported.
+test("migrate where the new version takes only part of the old version's records: written whole, after, and reported", async () => {
+  const v2 = perQuestion(async function* (q, ctx) {
+    await ctx.run('price', () => 42);
+    let tokens = 0;
+    for await (const token of ctx.stream('model', ({ chunks }) => ['q1-m0', 'q1-m1'].slice(chunks.length))) {
+      yield { q, token };
+      if (++tokens === 4) break;
+    }
+    yield { q, done: true };
+  });
+  const tw = await adoptedMidAnswer(v2, pricedBy(false));
+  assert.deepEqual(
+    tw.outputs().map((o) => o.value),
+    [
+      ...Array.from({ length: 7 }, (_, t) => ({ q: 1, token: `q1-m${t}` })),
+      ...Array.from({ length: 4 }, (_, t) => ({ q: 1, token: `q1-m${t}` })),
+      { q: 1, done: true },
+    ],
+  );
+  const restarted = tw.errors().filter((e) => e?.code === 'ERR_VELO_ANSWER_RESTARTED');
+  assert.equal(restarted.length, 1);
+  assert.match(restarted[0].message, /left 3 of the old version's records of that answer untaken/);
+});
+
 // Found by the outside break-it pass: v2 diverged at the question in flight (it asks the model where v1 priced first),
 // caught it and ended the answer; v1's records it never took stayed, and its next question's model call got them.
 test("migrate: records the new version left at the question in flight reach none of its next question's calls", async () => {

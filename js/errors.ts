@@ -160,9 +160,9 @@ export const ERROR_CODES = {
   ERR_VELO_ANSWER_RESTARTED: {
     class: 'AnswerRestartedError',
     from: 'velo-stream/durable',
-    when: "A session adopted by `migrate` mid-answer: the new version took the old version's journaled records of that answer, but its outputs are not the old ones continued: another number of them before a record (or before its first call past the records) than the old version had, or other outputs up to the old version's last written one. Its whole answer is written after the old version's partial one, and the worker reports this error to `onError` (nothing is thrown into the handler).",
+    when: "A session adopted by `migrate` mid-answer: the new version took the old version's journaled records of that answer, but its outputs are not the old ones continued: another number of them before a record (or before its first call past the records) than the old version had, other outputs up to the old version's last written one, or some of the records left untaken. Its whole answer is written after the old version's partial one, and the worker reports this error to `onError` (nothing is thrown into the handler).",
     action:
-      'Keep what an answer yields the same from one version to the next, its end included (no version number in it), or have the new version yield an output that says the answer restarts.',
+      'Keep what an answer yields the same from one version to the next, its end included (no version number in it), and begin every answer with the same marker output: a restart writes it again, which readers can act on.',
   },
   ERR_VELO_JOURNAL_TOO_LARGE: {
     class: 'JournalTooLargeError',

@@ -143,9 +143,20 @@ export class SessionWrites<I, O> {
     // (Dropped when its handler asked past the input; at its end without that ask, now.)
     const left = held.left + (checkpoints.journal?.dropLeft() ?? 0);
     const last = held.outputs.at(-1)?.at;
-    if (left === 0 && last !== undefined && last[1] >= s.writtenBefore.at[1] && continuing(s, checkpoints.places))
+    const continued = continuing(s, checkpoints.places);
+    if (left === 0 && last !== undefined && last[1] >= s.writtenBefore.at[1] && continued) {
       this.#keepOld(s);
-    else this.#writeHeld(s, s.writtenBefore.at[0]);
+      return;
+    }
+    // An answer continued from the journal that turns out another (it left records, or fewer outputs than the old
+    // version wrote) is reported as every restart is; one not from the journal, or already reported, is not.
+    if (continued)
+      checkpoints.journal?.restart(
+        left > 0
+          ? `its new version left ${left} of the old version's records of that answer untaken`
+          : `its new version yielded ${last?.[1] ?? 0} output(s) of that answer, where the old version had written ${s.writtenBefore.at[1]}`,
+      );
+    this.#writeHeld(s, s.writtenBefore.at[0]);
   }
 
   /**
