@@ -15,7 +15,7 @@ const JS = join(ROOT, 'js');
  * folder of js/ (`name/`) or files; a floor is a list of rooms.
  */
 const FLOORS = [
-  [['errors.ts', 'text.ts', 'types.ts', 'validate.ts', 'config.ts', 'limits/types.ts']],
+  [['errors.ts', 'text.ts', 'types.ts', 'validate.ts', 'watch-abort.ts', 'config.ts', 'limits/types.ts']],
   [['addon/'], ['tracing.ts'], ['net/']],
   [['limits/']],
   [['core/']],

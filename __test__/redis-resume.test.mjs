@@ -7,6 +7,7 @@
 // redis-resume-faults.test.mjs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
 import { get as httpGet } from 'node:http';
 import { streamFn } from 'velo-stream';
 import {
@@ -561,7 +562,11 @@ test('a client that leaves while the reader waits: the reading stops at once, it
     assert.deepEqual(f.state.messages[0].data, { n: 1, total: 1, count: 1 });
     f.close();
     await until(() => server.open() === 0, 'the helper done once the client left', 5000);
-    await until(async () => (await redisConnections(client, 'velo-test-leave')) === before, "the reader's connection closed", 5000);
+    await until(
+      async () => (await redisConnections(client, 'velo-test-leave')) === before,
+      "the reader's connection closed",
+      5000,
+    );
     await Promise.all(server.served);
     // Nothing holds the response any more (no listener, timer or reader kept it).
     await until(
@@ -595,11 +600,17 @@ test('a client that leaves while the reader waits: the reading stops at once, it
     await until(async () => (await redisConnections(client, 'velo-test-leave')) === before + 1, "the iterator's connection");
     controller.abort();
     assert.deepEqual(await waiting, []);
-    await until(async () => (await redisConnections(client, 'velo-test-leave')) === before, "the iterator's connection closed", 5000);
+    await until(
+      async () => (await redisConnections(client, 'velo-test-leave')) === before,
+      "the iterator's connection closed",
+      5000,
+    );
     // An abort while the reader connects: node-redis opens the connection all the same; it is closed too.
     for (let i = 0; i < 5; i++) {
       const c = new AbortController();
-      const it = redisKeyOutputs({ client: readers, name, partitions: PARTITIONS, key, signal: c.signal })[Symbol.asyncIterator]();
+      const it = redisKeyOutputs({ client: readers, name, partitions: PARTITIONS, key, signal: c.signal })[
+        Symbol.asyncIterator
+      ]();
       const first = it.next();
       c.abort();
       assert.deepEqual(await first, { done: true, value: undefined });
@@ -609,6 +620,36 @@ test('a client that leaves while the reader waits: the reading stops at once, it
   } finally {
     await server.close();
     await w.close();
+    await readers.close();
+  }
+});
+
+test('readers sharing one signal: one abort listener on it, no MaxListenersExceededWarning, every reader ends at its abort', async () => {
+  const name = fresh('shared');
+  const readers = await readersClient(client, 'velo-test-shared');
+  const warnings = [];
+  const onWarning = (warning) => warnings.push(warning.name);
+  process.on('warning', onWarning);
+  const controller = new AbortController();
+  try {
+    const reading = Array.from({ length: 12 }, async (_, i) => {
+      const seen = [];
+      const o = { client: readers, name, partitions: PARTITIONS, key: `k${i}`, start: 'end', signal: controller.signal };
+      for await (const output of redisKeyOutputs(o)) seen.push(output);
+      return seen;
+    });
+    await until(async () => (await redisConnections(client, 'velo-test-shared')) >= 12, 'the readers waiting');
+    assert.equal(getEventListeners(controller.signal, 'abort').length, 1, 'one listener for the twelve readers');
+    controller.abort();
+    assert.deepEqual(
+      await Promise.all(reading),
+      Array.from({ length: 12 }, () => []),
+    );
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(warnings, []);
+  } finally {
+    process.off('warning', onWarning);
+    controller.abort();
     await readers.close();
   }
 });

@@ -3,7 +3,8 @@
 // backpressure both ways (a full next stage stops the link, which stops
 // reading, which pauses the previous handler at its yield).
 import type { EventSource, StreamMetrics, StreamState } from '../types';
-import { StreamBase, drainOutputs, watchAbort } from './drive';
+import { StreamBase, drainOutputs } from './drive';
+import { watchAbort } from '../watch-abort';
 import {
   ReadKind,
   type SendControl,

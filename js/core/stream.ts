@@ -38,7 +38,8 @@ import {
   unwatchIdle,
 } from '../addon/addon';
 import type { AliveGroup } from './alive-group';
-import { StreamBase, watchAbort } from './drive';
+import { StreamBase } from './drive';
+import { watchAbort } from '../watch-abort';
 import { Fifo } from './fifo';
 import { Extras, LENT_LATE, LENT_LISTED, NO_EXTRAS, NO_QUEUE, type Reader, type Settle, type SourceStop } from './stream-extras';
 import { F, S, type StateView } from './stream-state';

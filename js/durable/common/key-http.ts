@@ -11,6 +11,7 @@ import { drainOrClose } from '../../net/drain';
 import { errorAnswer, errorJSON } from '../../net/error-answer';
 import { checkResponseFields } from '../../net/response-fields';
 import { integerOption } from '../../validate';
+import { watchAbort } from '../../watch-abort';
 import { checkKey } from './keys';
 import { KEY_OPTIONS, MAX_KEYS, type KeyOutput, type KeyReadOptions, KeyReader, type SessionEndInfo } from './key-reader';
 
@@ -216,9 +217,9 @@ export async function serveKeyOutputs<O>(
     gone = true;
     reader.close();
   };
-  const onAbort = () => reader.close();
   res.on('close', onClose);
-  signal?.addEventListener('abort', onAbort, { once: true });
+  // (One listener per signal however many clients share it: watchAbort.)
+  const unwatch = signal === undefined ? undefined : watchAbort(signal, () => reader.close());
   let beat: NodeJS.Timeout | undefined;
   try {
     if (gone || signal?.aborted) return;
@@ -289,7 +290,7 @@ export async function serveKeyOutputs<O>(
   } finally {
     clearInterval(beat);
     res.off('close', onClose);
-    signal?.removeEventListener('abort', onAbort);
+    unwatch?.();
     reader.close();
     if (!gone && !res.writableEnded && !res.destroyed) res.end();
   }

@@ -5,6 +5,7 @@
 // Postgres: one statement), so that the reader never passes outputs removed or not yet read.
 import { describe, invalidType, invalidValue, logResetError, ResumeCursorError, ResumeTrimmedError } from '../../errors';
 import { integerOption } from '../../validate';
+import { watchAbort } from '../../watch-abort';
 import { checkKey, fnv1a } from './keys';
 import { formatCursor, idBefore, parseCursor } from './cursor';
 import { MAX_READ_COUNT, type OutputItem } from './outputs';
@@ -340,8 +341,8 @@ export function keyOutputs<O>(plan: KeyPlan<O>, reader: () => KeyReader<O>): Key
 
 async function* iterate<O>(plan: KeyPlan<O>, reader: KeyReader<O>, done: () => void): AsyncGenerator<KeyOutput<O>> {
   const { signal } = plan;
-  const stop = () => reader.close();
-  signal?.addEventListener('abort', stop, { once: true });
+  // (One listener per signal however many readers share it: watchAbort.)
+  const unwatch = signal === undefined ? undefined : watchAbort(signal, () => reader.close());
   try {
     if (signal?.aborted || reader.closed || !(await reader.open())) return;
     for (;;) {
@@ -356,7 +357,7 @@ async function* iterate<O>(plan: KeyPlan<O>, reader: KeyReader<O>, done: () => v
     // (A reader closed by an abort or a dispose ends its loop quietly.)
     if (!signal?.aborted && !reader.closed) throw error;
   } finally {
-    signal?.removeEventListener('abort', stop);
+    unwatch?.();
     reader.close();
     done();
   }
