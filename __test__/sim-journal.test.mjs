@@ -30,30 +30,35 @@ seedSlices('with journaled calls to services that answer differently on every ca
 // release that drops the calls after one that matched its record and ends its answer within the old version's
 // written outputs (its end dropped as the old version's). Seed 627 catches the records a new version left untaken at
 // the question in flight, or at one where it diverged, kept past its ask for the next event (a later call took one).
+// Seeds 18 and 377 catch those records kept past the new version's checkpoint at that question (its count not
+// moved past their places, 71495e3): an owner restored from it diverged at its next question's first call, with
+// only its own version's calls made for that question (a release that answers with the old version's first call
+// alone, sim-journal.mjs `shorten`).
 seedSlices('with journaled calls and releases deployed mid-answer: one answer per event', {
   from: 1,
   to: 200,
   size: 100,
   options: { journal: true, versions: true, keyState: true },
-  extra: [627],
+  extra: [627, 377],
 });
 
 // Releases also yield their streams' chunks in shapes of their own (one output per chunk, one per two, two per
 // chunk), taking every record of an answer in flight as the old version did. These seeds are here to catch a new
 // version whose outputs were matched to the old version's by their count: its answer spliced after the old one's
 // tokens, or never ended. Before, 360 (and, with key state, 102, 127 and 268) failed; 360 also with the counts per
-// record checked but not the digest of the old version's last output.
+// record checked but not the digest of the old version's last output. The records left untaken past the new
+// version's checkpoint (71495e3, above): 191 (and, with key state, 189 and 295, the last an answer spliced).
 seedSlices('with journaled calls and releases that yield their answers in shapes of their own: one answer per event', {
   from: 1,
   to: 50,
   size: 50,
   options: { journal: true, versions: true, answers: true },
-  extra: [360],
+  extra: [360, 191],
 });
 seedSlices('with journaled calls, key state, and releases that yield their answers in shapes of their own', {
   from: 1,
   to: 50,
   size: 50,
   options: { journal: true, versions: true, answers: true, keyState: true },
-  extra: [102, 127, 268],
+  extra: [102, 127, 268, 189, 295],
 });
