@@ -33,12 +33,16 @@ seedSlices('with journaled calls to services that answer differently on every ca
 // Seed 573 catches an output marked answered while its handler, run ahead, had yielded more of the same answer: the
 // mark committed with it told a later owner of the migrated session that the answer was whole, and its end, never
 // written, was dropped as written before (a reader waited for it forever).
+// Seeds 18 and 377 catch those records kept past the new version's checkpoint at that question (its count not
+// moved past their places, 71495e3): an owner restored from it diverged at its next question's first call, with
+// only its own version's calls made for that question (a release that answers with the old version's first call
+// alone, sim-journal.mjs `shorten`).
 seedSlices('with journaled calls and releases deployed mid-answer: one answer per event', {
   from: 1,
   to: 200,
   size: 100,
   options: { journal: true, versions: true, keyState: true },
-  extra: [627, 573],
+  extra: [627, 573, 377],
 });
 
 // Releases also yield their streams' chunks in shapes of their own (one output per chunk, one per two, two per
@@ -47,18 +51,20 @@ seedSlices('with journaled calls and releases deployed mid-answer: one answer pe
 // tokens, or never ended. Before, 360 (and, with key state, 102, 127 and 268) failed; 360 also with the counts per
 // record checked but not the digest of the old version's last output. Seed 615 holds the checks to the places of
 // calls: a release that makes fewer calls for an earlier event of the session moves the places of the calls of the
-// answer in flight, which diverge from the records though both releases make the same calls for it.
+// answer in flight, which diverge from the records though both releases make the same calls for it. The records
+// left untaken past the new version's checkpoint (71495e3, above): 191 (and, with key state, 189 and 295, the last
+// an answer spliced).
 seedSlices('with journaled calls and releases that yield their answers in shapes of their own: one answer per event', {
   from: 1,
   to: 50,
   size: 50,
   options: { journal: true, versions: true, answers: true },
-  extra: [360],
+  extra: [360, 191],
 });
 seedSlices('with journaled calls, key state, and releases that yield their answers in shapes of their own', {
   from: 1,
   to: 50,
   size: 50,
   options: { journal: true, versions: true, answers: true, keyState: true },
-  extra: [102, 127, 268, 615],
+  extra: [102, 127, 268, 615, 189, 295],
 });

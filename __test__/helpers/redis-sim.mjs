@@ -12,7 +12,7 @@ import { streamFn } from 'velo-stream';
 import { simulate } from '#testing';
 import { prng } from '../../bench/prng.mjs';
 import { model } from './session-model.mjs';
-import { resetServices, scriptHandler, timeOf } from './session-script.mjs';
+import { resetServices, scriptHandler, takeCallers, timeOf } from './session-script.mjs';
 import { JOURNAL_KEYS, callsDiffer, journalChecks, journalPlansFor } from './sim-journal.mjs';
 
 /** The one-line command that replays a seed, with its trace and a shrunk scenario (`permits`: its faulty run with limiters). */
@@ -825,8 +825,9 @@ export async function runScenario(seed, s, { trace, slow = true, permits, record
       ...(record ? { record: true } : {}),
     });
   const keys = s.events.map((e) => e.key);
-  const calm = { ...(await run({}, false)), keys };
-  const faulty = { ...(await run(s.faults, slow, permits)), keys };
+  // (`callers`: the versions that made journaled calls for each input, in that run: `journalChecks`.)
+  const calm = { ...(await run({}, false)), keys, callers: takeCallers() };
+  const faulty = { ...(await run(s.faults, slow, permits)), keys, callers: takeCallers() };
   const opaque = new Set(s.opaque ?? []);
   // (Keys whose releases make different journaled calls: a replay by another reports where it diverged.)
   const diverging = new Set(s.events.filter((e) => callsDiffer(e.event)).map((e) => e.key));

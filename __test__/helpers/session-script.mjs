@@ -107,10 +107,33 @@ let served = 0;
  */
 export const madeBy = new Map();
 
+/**
+ * The versions whose handler made a journaled call (ran a service's body, or pulled the model) for each input, by
+ * tag, in the run under way (`takeCallers`): a replay can diverge at an input only on records of another version's
+ * calls for it (`journalChecks`).
+ */
+const callers = new Map();
+
+/** The versions that made calls for each input in the run just done (`callers`), from which the next run starts anew. */
+export function takeCallers() {
+  const taken = new Map(callers);
+  callers.clear();
+  return taken;
+}
+
+/** A journaled call of `version` for input `tag`. */
+function called(tag, version) {
+  if (tag === undefined) return;
+  const versions = callers.get(tag) ?? new Set();
+  versions.add(version ?? '');
+  callers.set(tag, versions);
+}
+
 /** A scenario starts: its services count their calls from 0. */
 export function resetServices() {
   served = 0;
   madeBy.clear();
+  callers.clear();
 }
 
 /**
@@ -119,7 +142,8 @@ export function resetServices() {
  * recorded prefix, the same answer continues (this call's length: one shorter than the prefix ends right after it).
  * Like a model behind `fetch`, it throws an AbortError once its signal aborted (the session cancelled by a hand-off).
  */
-async function* modelStream(chunks, signal, version = '') {
+async function* modelStream(chunks, signal, version = '', tag = undefined) {
+  called(tag, version);
   const call = ++served;
   const of = chunks.length > 0 ? chunks[0].of : `m${call}`;
   if (chunks.length === 0) madeBy.set(of, version);
@@ -132,7 +156,8 @@ async function* modelStream(chunks, signal, version = '') {
 }
 
 /** A service's journaled call by `version`: an answer no other call gets. */
-const service = async ({ signal }, version) => {
+const service = async ({ signal }, version, tag) => {
+  called(tag, version);
   await Promise.resolve();
   signal.throwIfAborted();
   const answer = `s${++served}`;
@@ -188,14 +213,14 @@ export function scriptHandler({ pause, version, upgrades = false, extra = false,
           try {
             for (const call of calls) {
               if (call.run !== undefined) {
-                got = [...got, await ctx.run(call.run, (c) => service(c, version))];
+                got = [...got, await ctx.run(call.run, (c) => service(c, version, input.tag))];
                 yield { in: input.tag, call: call.run, answer: got.join(' '), ...again, ...jmark };
                 if (pause !== undefined) await pause(input, ctx.entry);
                 continue;
               }
               // Its outputs per chunk (`call.shape`): one each; one per two (`pairs`: chunks `from`..`i`, the last
               // alone); or two each (`halves`: `half` 0 and 1).
-              const model = ctx.stream(call.stream, ({ chunks, signal }) => modelStream(chunks, signal, version));
+              const model = ctx.stream(call.stream, ({ chunks, signal }) => modelStream(chunks, signal, version, input.tag));
               let pending = null;
               for await (const chunk of model) {
                 const answer = got.join(' ');
