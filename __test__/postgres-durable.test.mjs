@@ -3,6 +3,7 @@
 // velo-stream/postgres does, in `schema`; and velo-stream/postgres' deprecated names still run it, on the same tables.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
 import {
   exportRecording,
   fleetLimiter,
@@ -147,5 +148,42 @@ test("sessionOutputs' count is 1 to 10,000 on Postgres, as on Redis: 10,001 is r
     assert.equal((await take(keyOutputs({ ...shared, key: 'a', count: 10_000, pollInterval: 20 }), 1))[0].value.total, 1);
   } finally {
     await worker.close();
+  }
+});
+
+test('readers sharing one signal (sessionOutputs, keyOutputs): at most one abort listener on it, no MaxListenersExceededWarning, all end at its abort', async () => {
+  const shared = { client: pool(), schema: SCHEMA, name: fresh('shared'), partitions: 2 };
+  const warnings = [];
+  const onWarning = (warning) => warnings.push(warning.name);
+  process.on('warning', onWarning);
+  const controller = new AbortController();
+  const { signal } = controller;
+  try {
+    // (Nothing is ever sent: every reader polls, pausing between its reads.)
+    const all = async (reader) => {
+      const seen = [];
+      for await (const item of reader) seen.push(item);
+      return seen;
+    };
+    const reading = [
+      ...Array.from({ length: 12 }, () => all(sessionOutputs({ ...shared, pollInterval: 20, signal }))),
+      ...Array.from({ length: 12 }, (_, i) =>
+        all(keyOutputs({ ...shared, key: `k${i}`, start: 'end', pollInterval: 20, signal })),
+      ),
+    ];
+    for (let i = 0; i < 10; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      assert.ok(getEventListeners(signal, 'abort').length <= 1, `${getEventListeners(signal, 'abort').length} listeners`);
+    }
+    controller.abort();
+    assert.deepEqual(
+      await Promise.all(reading),
+      Array.from({ length: 24 }, () => []),
+    );
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(warnings, []);
+  } finally {
+    process.off('warning', onWarning);
+    controller.abort();
   }
 });

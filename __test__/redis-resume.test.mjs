@@ -15,6 +15,7 @@ import {
   redisCursor,
   redisKeyOutputs,
   redisNdjson,
+  redisOutputs,
   redisProducer,
   redisSse,
   redisWorker,
@@ -624,7 +625,7 @@ test('a client that leaves while the reader waits: the reading stops at once, it
   }
 });
 
-test('readers sharing one signal: one abort listener on it, no MaxListenersExceededWarning, every reader ends at its abort', async () => {
+test('readers sharing one signal (key readers, sessionOutputs): one abort listener on it, no MaxListenersExceededWarning, every reader ends at its abort', async () => {
   const name = fresh('shared');
   const readers = await readersClient(client, 'velo-test-shared');
   const warnings = [];
@@ -632,18 +633,22 @@ test('readers sharing one signal: one abort listener on it, no MaxListenersExcee
   process.on('warning', onWarning);
   const controller = new AbortController();
   try {
-    const reading = Array.from({ length: 12 }, async (_, i) => {
+    const all = async (reader) => {
       const seen = [];
-      const o = { client: readers, name, partitions: PARTITIONS, key: `k${i}`, start: 'end', signal: controller.signal };
-      for await (const output of redisKeyOutputs(o)) seen.push(output);
+      for await (const output of reader) seen.push(output);
       return seen;
-    });
-    await until(async () => (await redisConnections(client, 'velo-test-shared')) >= 12, 'the readers waiting');
-    assert.equal(getEventListeners(controller.signal, 'abort').length, 1, 'one listener for the twelve readers');
+    };
+    const o = { client: readers, name, partitions: PARTITIONS, signal: controller.signal };
+    const reading = [
+      ...Array.from({ length: 12 }, (_, i) => all(redisKeyOutputs({ ...o, key: `k${i}`, start: 'end' }))),
+      ...Array.from({ length: 12 }, () => all(redisOutputs({ ...o, from: 'end' }))),
+    ];
+    await until(async () => (await redisConnections(client, 'velo-test-shared')) >= 24, 'the readers waiting');
+    assert.equal(getEventListeners(controller.signal, 'abort').length, 1, 'one listener for the 24 readers');
     controller.abort();
     assert.deepEqual(
       await Promise.all(reading),
-      Array.from({ length: 12 }, () => []),
+      Array.from({ length: 24 }, () => []),
     );
     await new Promise((resolve) => setImmediate(resolve));
     assert.deepEqual(warnings, []);

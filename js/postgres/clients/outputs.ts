@@ -5,6 +5,7 @@
 import type { Outputs } from '../../durable/common/clients';
 import { describe, invalidType, invalidValue } from '../../errors';
 import { integerOption } from '../../validate';
+import { watchAbort } from '../../watch-abort';
 import { MAX_READ_COUNT, type OutputBatch, type OutputItem, afterOption, batchMax, batcher } from '../../durable/common/outputs';
 import { idParts, run, str } from '../log/sql';
 import { type PoolKey, type PostgresOptions, resolvePgOptions } from './options';
@@ -63,15 +64,17 @@ export function readPgOutputs<O>(options: PostgresOutputsOptions<O>, what: strin
   const stopped = () => disposed.signal.aborted || signal?.aborted === true;
   const pause = (ms: number) =>
     new Promise<void>((resolve) => {
+      let unwatch: (() => void) | undefined;
       const done = () => {
         clearTimeout(timer);
         disposed.signal.removeEventListener('abort', done);
-        signal?.removeEventListener('abort', done);
+        unwatch?.();
         resolve();
       };
       const timer = setTimeout(done, ms);
       disposed.signal.addEventListener('abort', done);
-      signal?.addEventListener('abort', done);
+      // (One listener per signal however many readers share it: watchAbort.)
+      if (signal !== undefined) unwatch = watchAbort(signal, done);
     });
 
   /**

@@ -2,6 +2,7 @@
 import type { Outputs } from '../../durable/common/clients';
 import { RedisConnectionError, describe, invalidType, invalidValue } from '../../errors';
 import { integerOption } from '../../validate';
+import { watchAbort } from '../../watch-abort';
 import {
   MAX_READ_COUNT,
   type OutputBatch,
@@ -214,9 +215,8 @@ export function readOutputs<O>(options: RedisOutputsOptions<O>, what: string): R
   /** The outputs one by one, or with `max`, in batches of at most `max` (without a group). */
   async function* read(held: Held, stop: AbortController, max?: number): AsyncGenerator<OutputItem<O> | OutputBatch<O>> {
     const signal = stop.signal;
-    const stopped = () => stop.abort(given?.reason);
-    if (given?.aborted) stopped();
-    else given?.addEventListener('abort', stopped, { once: true });
+    // (One listener per signal however many readers share it: watchAbort.)
+    const unwatchGiven = given === undefined ? undefined : watchAbort(given, (reason) => stop.abort(reason));
     const client: RedisClientLike = o.client.duplicate();
     held.client = client;
     // Its commands report their own failures; without a listener an 'error' event would throw.
@@ -437,7 +437,7 @@ export function readOutputs<O>(options: RedisOutputsOptions<O>, what: string): R
         await settlesWithin(Promise.all(acks), callTimeout);
       }
       signal?.removeEventListener('abort', abort);
-      given?.removeEventListener('abort', stopped);
+      unwatchGiven?.();
       abandoned.unregister(held);
       held.closed.abort();
       // (After an abort its handler closes the connection, a turn later if acks went out then.)
