@@ -142,11 +142,86 @@ export function encodeChecked<T>(
   if (typeof data !== 'string' && !isBuffer(data)) {
     throw encodeError(`The codec's encode() must return a Buffer or a string, not ${describe(data)}`);
   }
+  return bounded(data, limit, what, sid);
+}
+
+/** `data`, refused (`ERR_VELO_EVENT_TOO_LARGE`) past `limit` bytes. */
+function bounded(data: Buffer | string, limit: number, what: string | (() => string), sid?: string): Buffer | string {
   // A string's UTF-8 takes at most 3 bytes per UTF-16 unit: most are known to fit without counting.
   if (typeof data === 'string' ? data.length * 3 <= limit : data.length <= limit) return data;
   const size = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
   if (size > limit) throw new EventTooLargeError(named(what, sid), size, limit);
   return data;
+}
+
+/** `plainCopy`'s answer for a value it does not copy. */
+export const NOT_PLAIN: unique symbol = Symbol('not plain data');
+
+/**
+ * What `jsonCodec` decodes `value`'s encoding to, made without the text, for plain data: null, booleans, strings,
+ * numbers (finite; -0 as 0, others as null, as JSON has them), arrays and objects (of `Array.prototype`,
+ * `Object.prototype` or none), without a `toJSON`, nested at most 64 deep; properties as JSON takes them (own,
+ * enumerable, by string key; undefined, a function or a symbol left out, or null in an array). Anything else (a
+ * Buffer, a Date, a class's instance, a BigInt, `__proto__` as a key, an array whose text would pass `limit` bytes)
+ * gives `NOT_PLAIN`: encode and decode then.
+ * A copy, not `value`: what the caller does to it later does not reach the value a replay decodes, nor the reverse.
+ */
+export function plainCopy(value: unknown, limit: number, depth = 0): unknown {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return value;
+    case 'number':
+      return Number.isFinite(value) ? (value === 0 ? 0 : value) : null;
+    case 'object':
+      break;
+    default:
+      return NOT_PLAIN;
+  }
+  if (value === null) return null;
+  if (depth >= MAX_SCAN_DEPTH) return NOT_PLAIN;
+  const proto: unknown = Object.getPrototypeOf(value);
+  if (Array.isArray(value)) {
+    // (Past `limit`, its text would be: each item takes at least a byte and a comma.)
+    if (proto !== Array.prototype || value.length * 2 > limit || typeof (value as { toJSON?: unknown }).toJSON === 'function')
+      return NOT_PLAIN;
+    const out: unknown[] = [];
+    for (let i = 0; i < value.length; i++) {
+      const item: unknown = value[i];
+      const kind = typeof item;
+      if (item === undefined || kind === 'function' || kind === 'symbol') out.push(null);
+      else {
+        const copied = plainCopy(item, limit, depth + 1);
+        if (copied === NOT_PLAIN) return NOT_PLAIN;
+        out.push(copied);
+      }
+    }
+    return out;
+  }
+  if ((proto !== Object.prototype && proto !== null) || typeof (value as { toJSON?: unknown }).toJSON === 'function')
+    return NOT_PLAIN;
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(value)) {
+    const item = (value as Record<string, unknown>)[key];
+    const kind = typeof item;
+    if (item === undefined || kind === 'function' || kind === 'symbol') continue;
+    // (Set as a property, `__proto__` would set the copy's prototype instead.)
+    if (key === '__proto__') return NOT_PLAIN;
+    const copied = plainCopy(item, limit, depth + 1);
+    if (copied === NOT_PLAIN) return NOT_PLAIN;
+    out[key] = copied;
+  }
+  return out;
+}
+
+/** A `plainCopy`'s text by `jsonCodec`, refused past `limit` bytes as `encodeChecked` refuses. */
+export function encodeCopy(copy: unknown, limit: number, what: string | (() => string)): string {
+  return bounded(JSON.stringify(copy), limit, what) as string;
+}
+
+/** Whether `jsonCodec` decodes `text` (by `encodeCopy`) to the copy it was made from: not when it holds the bytes' tag. */
+export function decodesAsCopy(text: string): boolean {
+  return !text.includes(BUFFER_TAG_JSON);
 }
 
 /** `what`, of session `sid` if given: "output of session \"k@1-0\"". */

@@ -19,7 +19,7 @@
 // (`Segment.take`) or a checkpoint call cuts it (`cut`): an entry never holds calls both before and after a
 // checkpoint, so the checkpoint's commit forgets exactly the entries it covers.
 import type { Codec } from '../common/codec';
-import { decodeStored, encodeChecked } from '../common/codec';
+import { NOT_PLAIN, decodeStored, decodesAsCopy, encodeChecked, encodeCopy, jsonCodec, plainCopy } from '../common/codec';
 import type { JournalEntry, JournalRecord } from '../common/transport';
 import { journalField } from '../common/stored';
 import {
@@ -75,12 +75,15 @@ function recordNamed(sid: string, at: string, kind: JournalRecord['kind'], name:
   return dot < 0 ? `result of ${call}` : part === 'end' ? `end of ${call}` : `chunk ${part} of ${call}`;
 }
 
+/** A written entry's records: none (frozen: a closed entry takes no record). */
+const WRITTEN = Object.freeze([]) as unknown as JournalRecord[];
+
 /**
  * A session's entry: queued on the outbox (once, with its first record) while `open`; its records, their bytes and
  * the last call they belong to. A commit takes it (closed from then on: later records start another).
  */
 export class Segment implements JournalEntry {
-  readonly records: JournalRecord[] = [];
+  records: JournalRecord[] = [];
   /** Its first record's place: the field's `<at>`, kept after its records are dropped (`written`). */
   first = '';
   open = true;
@@ -98,7 +101,7 @@ export class Segment implements JournalEntry {
    * kept every result it recorded, and collecting that growing heap was most of a journaled call's cost on a drain.
    */
   written(): void {
-    this.records.length = 0;
+    this.records = WRITTEN;
   }
 }
 
@@ -394,9 +397,17 @@ export class Journal {
     }
     // (Its name in an error made only for one: a call's own cost has no string of it.)
     const what = () => recordNamed(this.sid, at, 'v', name);
-    const payload = encodeChecked(this.host.codec, value, this.host.maxEventBytes, what);
+    const { codec, maxEventBytes } = this.host;
+    // Plain data by the JSON codec (most results): its copy is what its record decodes to, made without decoding.
+    const copy = codec === jsonCodec ? plainCopy(value, maxEventBytes) : NOT_PLAIN;
+    if (copy !== NOT_PLAIN) {
+      const text = encodeCopy(copy, maxEventBytes, what);
+      this.#record(call, at, 'v', name, text, signal, yielded);
+      return decodesAsCopy(text) ? copy : decodeStored(codec, text);
+    }
+    const payload = encodeChecked(codec, value, maxEventBytes, what);
     this.#record(call, at, 'v', name, payload, signal, yielded);
-    return decodeStored(this.host.codec, payload);
+    return decodeStored(codec, payload);
   }
 
   /** Records a call's result (its encoding checked) at its place `at` (`String(call)`), and gives back what a replay gets (`#value`). */

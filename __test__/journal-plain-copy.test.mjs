@@ -1,0 +1,149 @@
+// A journaled call's result by the JSON codec reaches its first run as its record decodes: the worker copies plain
+// data (`plainCopy`) instead of decoding the text it just made. The copy must be exactly what decoding gives (the
+// same values, prototypes and key order), for every value it takes; what it does not take (a Date, a Buffer, a
+// class's instance, a proxy's prototype that is another) goes the text's way.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { streamFn } from 'velo-stream';
+import { testWorker } from 'velo-stream/testing';
+import { NOT_PLAIN, decodesAsCopy, encodeCopy, jsonCodec, plainCopy } from '../dist/durable/common/codec.js';
+
+const decoded = (value) => jsonCodec.decode(Buffer.from(jsonCodec.encode(value)));
+const LIMIT = 1 << 20;
+
+/** A small seeded PRNG (mulberry32): the same values every run. */
+function prng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const STRINGS = ['', 'a', 'é', '😀', '\ud800', '"\\\n\u0000', '$velo:buffer', '__proto__', 'toJSON', '10', '-1', '1.5'];
+const NUMBERS = [0, -0, 1, -1, 0.1, 1e21, -1e-7, 2 ** 53, Number.MAX_VALUE, Number.MIN_VALUE, NaN, Infinity, -Infinity];
+
+/** A random value of plain data, with what JSON leaves out or turns to null mixed in. */
+function randomValue(next, depth) {
+  const pick = (xs) => xs[Math.floor(next() * xs.length)];
+  const r = next();
+  if (depth > 3 || r < 0.45) {
+    return pick([null, true, false, pick(NUMBERS), pick(STRINGS), next() * 1e6, undefined, () => 1, Symbol('s')]);
+  }
+  if (r < 0.7) {
+    const out = [];
+    const n = Math.floor(next() * 5);
+    for (let i = 0; i < n; i++) out.push(randomValue(next, depth + 1));
+    if (next() < 0.2) out.length += 2; // holes
+    return out;
+  }
+  const out = next() < 0.15 ? Object.create(null) : {};
+  const n = Math.floor(next() * 5);
+  for (let i = 0; i < n; i++) {
+    const key = pick([...STRINGS.filter((s) => s !== '__proto__' && s !== 'toJSON'), `k${i}`, String(i * 3)]);
+    out[key] = randomValue(next, depth + 1);
+  }
+  if (next() < 0.1) Object.defineProperty(out, 'hidden', { value: 1, enumerable: false });
+  if (next() < 0.1) out[Symbol('s')] = 1;
+  return out;
+}
+
+test('plainCopy: for random plain data, the same values, prototypes and key order as decoding its text', () => {
+  const next = prng(20261129);
+  let copied = 0;
+  for (let i = 0; i < 5000; i++) {
+    const value = randomValue(next, 0);
+    const copy = plainCopy(value, LIMIT);
+    if (copy === NOT_PLAIN) {
+      assert.ok(value === undefined || typeof value === 'function' || typeof value === 'symbol', `refused ${String(value)}`);
+      continue;
+    }
+    // The record's text is the one the codec makes of the value itself.
+    const text = encodeCopy(copy, LIMIT, 'result');
+    assert.equal(text, jsonCodec.encode(value));
+    // (Text with the bytes' tag in it is decoded instead: it may hold a Buffer.)
+    if (!decodesAsCopy(text)) continue;
+    copied++;
+    const expected = decoded(value);
+    assert.deepStrictEqual(copy, expected);
+    assert.equal(JSON.stringify(copy), JSON.stringify(expected), 'key order');
+    if (typeof value === 'object' && value !== null) assert.notEqual(copy, value, 'a copy, not the value');
+  }
+  assert.ok(copied > 3000, `copied ${copied} of 5000`);
+  // A `toJSON` that is not a function is a key as any other.
+  const own = { toJSON: 1, b: [undefined] };
+  assert.deepStrictEqual(plainCopy(own, LIMIT), decoded(own));
+});
+
+test('plainCopy: what it does not copy goes the text way', () => {
+  class Point {
+    x = 1;
+  }
+  const deep = [];
+  let at = deep;
+  for (let i = 0; i < 70; i++) at = at[0] = [];
+  const refused = {
+    date: new Date(0),
+    buffer: Buffer.from([1]),
+    bytes: new Uint8Array([1]),
+    instance: new Point(),
+    map: new Map(),
+    boxed: new Number(3),
+    bigint: 1n,
+    function: () => 1,
+    ownToJSON: { toJSON: () => 'x' },
+    protoKey: JSON.parse('{"__proto__": 1}'),
+    nested: { a: [{ when: new Date(0) }] },
+    deep,
+    sparse: new Array(1 << 20),
+    arraySubclass: new (class extends Array {})(),
+  };
+  for (const [name, value] of Object.entries(refused)) assert.equal(plainCopy(value, LIMIT), NOT_PLAIN, name);
+});
+
+/** A worker whose session of `fn` took one event, was committed, and was replayed by the next owner after a crash. */
+async function firstRunAndReplay(fn) {
+  const tw = testWorker(fn, { leaseTtl: 3000 });
+  tw.send('k', 1);
+  await tw.advance(100);
+  tw.crash();
+  await tw.advance(10_000);
+  return tw;
+}
+
+test('a first run gets a copy of its plain result: later changes on either side reach neither the other nor the record', async () => {
+  const kept = { total: 1, items: [{ sku: 'a', qty: -0 }], ratio: NaN, gone: undefined };
+  const tagged = { '$velo:buffer': 'AAE=' };
+  const seen = [];
+  const fn = streamFn(
+    async function* (events, ctx) {
+      for await (const e of events) {
+        const got = await ctx.run('cart', () => kept);
+        // The body's object changes after the call; the handler changes what it got.
+        kept.total = 99;
+        const before = JSON.stringify(got);
+        got.items.push({ sku: 'mine' });
+        const bytes = await ctx.run('tagged', () => tagged);
+        seen.push({
+          before,
+          bytes: Buffer.isBuffer(bytes) ? [...bytes] : bytes,
+          proto: Object.getPrototypeOf(got) === Object.prototype,
+        });
+        yield { e };
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+  const tw = await firstRunAndReplay(fn);
+  assert.equal(seen.length, 2, 'the first run and the replay');
+  assert.deepEqual(seen[0], {
+    before: '{"total":1,"items":[{"sku":"a","qty":0}],"ratio":null}',
+    bytes: [0, 1],
+    proto: true,
+  });
+  assert.deepEqual(seen[1], seen[0], 'the replay saw the same');
+  assert.deepEqual(tw.errors(), []);
+});
