@@ -428,3 +428,37 @@ test("a result the codec refuses is the call's failure, recorded: the replay thr
   assert.equal(seen[0][2].code, 'ERR_VELO_EVENT_TOO_LARGE');
   assert.deepEqual(other(tw), []);
 });
+
+test('a call whose session is handed off is not recorded: its answer then (an AbortError) is not its answer, and the next owner calls again', async () => {
+  let calls = 0;
+  const keys = [];
+  const fn = streamFn(
+    async function* (events, ctx) {
+      for await (const e of events) {
+        const answer = await ctx.run('model', ({ key, signal }) => {
+          calls++;
+          keys.push(key);
+          // The first call answers only its cancellation, as fetch() does.
+          if (calls === 1) return new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason)));
+          return `answer to ${e}`;
+        });
+        yield { answer };
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+  const tw = testWorker(fn, { version: 'v1', leaseTtl: 3000 });
+  tw.send('k', 1);
+  await tw.advance(100);
+  assert.equal(calls, 1);
+  tw.deploy(fn, { version: 'v2', migrate: (state) => state });
+  await tw.stop('v1');
+  await tw.advance(10_000);
+  assert.deepEqual(
+    tw.outputs().map((o) => o.value),
+    [{ answer: 'answer to 1' }],
+  );
+  assert.equal(calls, 2, 'called again by the next owner');
+  assert.equal(keys[1], keys[0], 'with the same key');
+  assert.deepEqual(other(tw), []);
+});

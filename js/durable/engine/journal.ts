@@ -22,6 +22,7 @@ import type { Codec } from '../common/codec';
 import { NOT_PLAIN, decodeStored, decodesAsCopy, encodeChecked, encodeCopy, jsonCodec, plainCopy } from '../common/codec';
 import type { JournalEntry, JournalRecord } from '../common/transport';
 import { journalField } from '../common/stored';
+import { watchAbort } from '../../watch-abort';
 import {
   AnswerRestartedError,
   JournalDivergedError,
@@ -288,6 +289,25 @@ export class Journal {
     }
   }
 
+  /** The session's signal, once seen, and whether it aborted (by one shared listener). */
+  #signal: AbortSignal | null = null;
+  #aborted = false;
+
+  /**
+   * Whether the session's `signal` aborted. Read from a flag its listener sets: a signal's own `aborted`, read per
+   * record, cost more than the record (signals with listeners are slow to read, and a worker has one per session).
+   */
+  #cancelled(signal: AbortSignal): boolean {
+    if (signal !== this.#signal) {
+      this.#signal = signal;
+      this.#aborted = false;
+      watchAbort(signal, () => {
+        if (this.#signal === signal) this.#aborted = true;
+      });
+    }
+    return this.#aborted;
+  }
+
   /**
    * Queues a record (unless a checkpoint covers its call), within `maxJournalBytes`: in the open entry, or a new one.
    * Nothing once the session's signal aborted: it is being cancelled (a hand-off, a stop), and what its calls answer
@@ -302,7 +322,7 @@ export class Journal {
     signal: AbortSignal,
     yielded: number,
   ): void {
-    if (call <= this.#covered || signal.aborted) return;
+    if (call <= this.#covered || this.#cancelled(signal)) return;
     const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
     const limit = this.host.maxJournalBytes;
     if (this.#bytes + size > limit)
