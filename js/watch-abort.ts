@@ -37,3 +37,28 @@ export function watchAbort(signal: AbortSignal, cancel: (reason: unknown) => voi
     signal.removeEventListener('abort', listener);
   };
 }
+
+/**
+ * Resolves after `ms`, or at once when one of `signals` aborts (at once if one has; `undefined` ones are none). Its
+ * timer and its watches end with it: a long-lived signal holds nothing of a wait that is over.
+ */
+export function pause(ms: number, ...signals: (AbortSignal | undefined)[]): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const unwatch: (() => void)[] = [];
+    let over = false;
+    const done = (): void => {
+      if (over) return;
+      over = true;
+      clearTimeout(timer);
+      for (const stop of unwatch) stop();
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    for (const signal of signals) {
+      if (signal === undefined) continue;
+      // (An aborted signal ends the wait within watchAbort: no watch is left then.)
+      unwatch.push(watchAbort(signal, done));
+      if (over) break;
+    }
+  });
+}

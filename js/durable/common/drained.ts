@@ -2,6 +2,7 @@
 // Postgres'), given its `status()` read. The options are checked here; the version's name by the caller.
 import { describe, invalidType, invalidValue, outOfRange, versionUnknownError } from '../../errors';
 import { type VersionStatus, drainedIn } from '../rules/versions';
+import { pause } from '../../watch-abort';
 
 /** The options `drained()` knows. */
 const DRAINED_OPTIONS = ['signal', 'interval', 'ifUnknown'];
@@ -65,19 +66,4 @@ export async function waitDrained(
     if (drainedIn(s, version)) return;
     await pause(interval, signal);
   }
-}
-
-/** Waits `ms`, or until `signal` aborts (resolves then: the caller's loop throws its reason). */
-function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  // (Aborted during the status read: an abort listener added now would never fire.)
-  if (signal?.aborted === true) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }

@@ -22,7 +22,8 @@ import {
 import type { OutputItem } from '../../durable/common/outputs';
 import { idOf, idParts, run, str, text } from '../log/sql';
 import { type PgResolved, type PoolKey, type PostgresOptions, resolvePgOptions } from './options';
-import { pause, retriedOnConnection } from './retry';
+import { retriedOnConnection } from './retry';
+import { pause } from '../../watch-abort';
 import { rowItem } from './worker';
 
 export type { KeyOutput, SessionEndInfo } from '../../durable/common/key-reader';

@@ -5,7 +5,7 @@
 import type { Outputs } from '../../durable/common/clients';
 import { describe, invalidType, invalidValue } from '../../errors';
 import { integerOption } from '../../validate';
-import { watchAbort } from '../../watch-abort';
+import { pause } from '../../watch-abort';
 import { MAX_READ_COUNT, type OutputBatch, type OutputItem, afterOption, batchMax, batcher } from '../../durable/common/outputs';
 import { idParts, run, str } from '../log/sql';
 import { type PoolKey, type PostgresOptions, resolvePgOptions } from './options';
@@ -62,20 +62,6 @@ export function readPgOutputs<O>(options: PostgresOutputsOptions<O>, what: strin
   const ps = Array.from({ length: o.partitions }, (_, p) => p);
 
   const stopped = () => disposed.signal.aborted || signal?.aborted === true;
-  const pause = (ms: number) =>
-    new Promise<void>((resolve) => {
-      let unwatch: (() => void) | undefined;
-      const done = () => {
-        clearTimeout(timer);
-        disposed.signal.removeEventListener('abort', done);
-        unwatch?.();
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      disposed.signal.addEventListener('abort', done);
-      // (One listener per signal however many readers share it: watchAbort.)
-      if (signal !== undefined) unwatch = watchAbort(signal, done);
-    });
 
   /**
    * Every read's outputs, in order per partition. `at` gets the positions the reading starts from (partition -> id:
@@ -116,7 +102,7 @@ export function readPgOutputs<O>(options: PostgresOutputsOptions<O>, what: strin
         ),
       );
       if (rows.length === 0) {
-        await pause(pollInterval);
+        await pause(pollInterval, disposed.signal, signal);
         continue;
       }
       const items: OutputItem<O>[] = [];

@@ -1,5 +1,6 @@
 // Which errors of the user's pg.Pool are a lost or refused connection (the server restarting, a network cut), and
 // a call retried over them: the readers' reads, which are made again from the same positions.
+import { pause } from '../../watch-abort';
 
 /** Socket errors, and SQLSTATEs of a server shutting down or of a connection failure (class 08, 57P01-57P03). */
 const CODES = new Set([
@@ -54,18 +55,4 @@ export async function retriedOnConnection<T>(call: () => Promise<T>, signal: Abo
     if (signal.aborted) throw new Error('The reader was closed');
     wait = Math.min(wait * 2, RETRY_MAX_MS);
   }
-}
-
-/** Resolves after `ms`, or at once when `signal` aborts (its timer never outlives it). */
-export function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise<void>((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
 }

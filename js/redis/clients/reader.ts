@@ -2,7 +2,7 @@
 import type { Outputs } from '../../durable/common/clients';
 import { RedisConnectionError, describe, invalidType, invalidValue } from '../../errors';
 import { integerOption } from '../../validate';
-import { watchAbort } from '../../watch-abort';
+import { pause, watchAbort } from '../../watch-abort';
 import {
   MAX_READ_COUNT,
   type OutputBatch,
@@ -161,15 +161,7 @@ export async function retriedOnConnection<T>(
     }
     onRetry?.();
     // The wait ends early at an abort (then the next failure throws): its timer never outlives the loop.
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', done);
-        resolve();
-      };
-      const timer = setTimeout(done, wait);
-      signal?.addEventListener('abort', done, { once: true });
-    });
+    await pause(wait, signal);
     if (signal?.aborted) throw signal.reason;
     wait = Math.min(wait * 2, RETRY_MAX_MS);
   }
