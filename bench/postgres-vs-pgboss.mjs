@@ -695,13 +695,16 @@ function attribute(system, rows, sentAt) {
   for (const r of rows) (seconds[Math.floor((r.sent - first) / 1000)] ??= { lat: [], kinds: {} }).lat.push(r.committed - r.sent);
   for (const st of statements) {
     const b = seconds[Math.floor((st.t0 - first) / 1000)];
-    if (b !== undefined) b.kinds[st.kind] = (b.kinds[st.kind] ?? 0) + 1;
+    if (b === undefined) continue;
+    b.kinds[st.kind] = (b.kinds[st.kind] ?? 0) + 1;
+    b.ms ??= {};
+    b.ms[st.kind] = (b.ms[st.kind] ?? 0) + (st.t1 - st.t0);
   }
   seconds.forEach((b, i) => {
     if (b === undefined) return;
     b.lat.sort((x, y) => x - y);
     const k = ['read', 'commit8', 'wait', 'renew', 'lag', 'trim', 'heartbeat', 'other']
-      .map((x) => `${x} ${b.kinds[x] ?? 0}`)
+      .map((x) => `${x} ${b.kinds[x] ?? 0}${b.kinds[x] > 0 && (x === 'read' || x === 'commit8') ? ` (${(b.ms[x] / b.kinds[x]).toFixed(1)} ms)` : ''}`)
       .join(' ');
     console.log(`    second ${i}: p50 ${quantile(b.lat, 0.5).toFixed(1)} max ${b.lat.at(-1).toFixed(1)} ms; ${k}`);
   });
