@@ -84,13 +84,19 @@ const WRITTEN = Object.freeze([]) as unknown as JournalRecord[];
  * the last call they belong to. A commit takes it (closed from then on: later records start another).
  */
 export class Segment implements JournalEntry {
-  records: JournalRecord[] = [];
+  records: JournalRecord[];
   /** Its first record's place: the field's `<at>`, kept after its records are dropped (`written`). */
   first = '';
   open = true;
   bytes = 0;
   last = 0;
-  constructor(readonly sid: string) {}
+  /** With its first record, if any (an array of that one: most entries keep one record, and no room for more). */
+  constructor(
+    readonly sid: string,
+    first?: JournalRecord,
+  ) {
+    this.records = first === undefined ? [] : [first];
+  }
   /** The outbox takes it into a commit: no record joins it from here on. */
   take(): JournalEntry {
     this.open = false;
@@ -327,17 +333,17 @@ export class Journal {
     const limit = this.host.maxJournalBytes;
     if (this.#bytes + size > limit)
       throw new JournalTooLargeError(this.sid, this.#bytes + size, limit, recordNamed(this.sid, at, kind, name));
+    const record: JournalRecord = { at, kind, name, payload, bytes: size, yielded };
     let entry = this.#open;
     if (entry === null || !entry.open) {
-      entry = new Segment(this.sid);
+      entry = new Segment(this.sid, record);
       this.#kept.push(entry);
       // (Before the session runs there is no outbox: the entry is kept, unwritten, and the next record starts another.)
       if (this.queue === null) entry.open = false;
       else this.queue(entry);
       this.#open = entry;
       entry.first = at;
-    }
-    entry.records.push({ at, kind, name, payload, bytes: size, yielded });
+    } else entry.records.push(record);
     entry.bytes += size;
     if (call > entry.last) entry.last = call;
     this.#bytes += size;
