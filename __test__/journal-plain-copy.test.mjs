@@ -4,24 +4,11 @@
 // class's instance, a proxy's prototype that is another) goes the text's way.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { streamFn } from 'velo-stream';
-import { testWorker } from 'velo-stream/testing';
+import { prng } from '../bench/prng.mjs';
 import { NOT_PLAIN, decodesAsCopy, encodeCopy, jsonCodec, plainCopy } from '../dist/durable/common/codec.js';
 
 const decoded = (value) => jsonCodec.decode(Buffer.from(jsonCodec.encode(value)));
 const LIMIT = 1 << 20;
-
-/** A small seeded PRNG (mulberry32): the same values every run. */
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const STRINGS = ['', 'a', 'é', '😀', '\ud800', '"\\\n\u0000', '$velo:buffer', '__proto__', 'toJSON', '10', '-1', '1.5'];
 const NUMBERS = [0, -0, 1, -1, 0.1, 1e21, -1e-7, 2 ** 53, Number.MAX_VALUE, Number.MIN_VALUE, NaN, Infinity, -Infinity];
@@ -102,48 +89,4 @@ test('plainCopy: what it does not copy goes the text way', () => {
     arraySubclass: new (class extends Array {})(),
   };
   for (const [name, value] of Object.entries(refused)) assert.equal(plainCopy(value, LIMIT), NOT_PLAIN, name);
-});
-
-/** A worker whose session of `fn` took one event, was committed, and was replayed by the next owner after a crash. */
-async function firstRunAndReplay(fn) {
-  const tw = testWorker(fn, { leaseTtl: 3000 });
-  tw.send('k', 1);
-  await tw.advance(100);
-  tw.crash();
-  await tw.advance(10_000);
-  return tw;
-}
-
-test('a first run gets a copy of its plain result: later changes on either side reach neither the other nor the record', async () => {
-  const kept = { total: 1, items: [{ sku: 'a', qty: -0 }], ratio: NaN, gone: undefined };
-  const tagged = { '$velo:buffer': 'AAE=' };
-  const seen = [];
-  const fn = streamFn(
-    async function* (events, ctx) {
-      for await (const e of events) {
-        const got = await ctx.run('cart', () => kept);
-        // The body's object changes after the call; the handler changes what it got.
-        kept.total = 99;
-        const before = JSON.stringify(got);
-        got.items.push({ sku: 'mine' });
-        const bytes = await ctx.run('tagged', () => tagged);
-        seen.push({
-          before,
-          bytes: Buffer.isBuffer(bytes) ? [...bytes] : bytes,
-          proto: Object.getPrototypeOf(got) === Object.prototype,
-        });
-        yield { e };
-      }
-    },
-    { idleTimeout: 60_000 },
-  );
-  const tw = await firstRunAndReplay(fn);
-  assert.equal(seen.length, 2, 'the first run and the replay');
-  assert.deepEqual(seen[0], {
-    before: '{"total":1,"items":[{"sku":"a","qty":0}],"ratio":null}',
-    bytes: [0, 1],
-    proto: true,
-  });
-  assert.deepEqual(seen[1], seen[0], 'the replay saw the same');
-  assert.deepEqual(tw.errors(), []);
 });

@@ -321,6 +321,40 @@ test('a first run sees what its replay sees: results decoded from their records,
   assert.deepEqual(other(tw), []);
 });
 
+test('a first run gets a copy of its plain result: later changes on either side reach neither the other nor the record', async () => {
+  const kept = { total: 1, items: [{ sku: 'a', qty: -0 }], ratio: NaN, gone: undefined };
+  const tagged = { '$velo:buffer': 'AAE=' };
+  const seen = [];
+  const fn = streamFn(
+    async function* (events, ctx) {
+      for await (const e of events) {
+        const got = await ctx.run('cart', () => kept);
+        // The body's object changes after the call; the handler changes what it got.
+        kept.total = 99;
+        const before = JSON.stringify(got);
+        got.items.push({ sku: 'mine' });
+        const bytes = await ctx.run('tagged', () => tagged);
+        seen.push({
+          before,
+          bytes: Buffer.isBuffer(bytes) ? [...bytes] : bytes,
+          proto: Object.getPrototypeOf(got) === Object.prototype,
+        });
+        yield { e };
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+  const tw = await firstRunAndReplay(fn);
+  assert.equal(seen.length, 2, 'the first run and the replay');
+  assert.deepEqual(seen[0], {
+    before: '{"total":1,"items":[{"sku":"a","qty":0}],"ratio":null}',
+    bytes: [0, 1],
+    proto: true,
+  });
+  assert.deepEqual(seen[1], seen[0], 'the replay saw the same');
+  assert.deepEqual(other(tw), []);
+});
+
 test('a thrown error reaches the first run as its replay rebuilds it: class, name, message and code alike', async () => {
   class QuotaError extends Error {
     name = 'QuotaError';

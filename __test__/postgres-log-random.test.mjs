@@ -6,20 +6,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { memorySide, postgresSide, runContract } from './helpers/log-contract.mjs';
 import { pool, usePostgres } from './helpers/postgres-suite.mjs';
+import { prng } from '../bench/prng.mjs';
 
 usePostgres();
-
-/** mulberry32: a small seeded PRNG. */
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const KEYS = ['a', 'b', 'c'];
 
