@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { prng } from '../bench/prng.mjs';
-import { NOT_PLAIN, decodesAsCopy, encodeCopy, jsonCodec, plainCopy } from '../dist/durable/common/codec.js';
+import { NOT_PLAIN, TOO_LARGE, decodesAsCopy, encodeCopy, jsonCodec, plainCopy } from '../dist/durable/common/codec.js';
 
 const decoded = (value) => jsonCodec.decode(Buffer.from(jsonCodec.encode(value)));
 const LIMIT = 1 << 20;
@@ -51,6 +51,8 @@ test('plainCopy: for random plain data, the same values, prototypes and key orde
     // The record's text is the one the codec makes of the value itself.
     const text = encodeCopy(copy, LIMIT, 'result');
     assert.equal(text, jsonCodec.encode(value));
+    // Its bytes counted low: at a limit of exactly its text's bytes, never too large.
+    assert.notEqual(plainCopy(value, Buffer.byteLength(text)), TOO_LARGE);
     // (Text with the bytes' tag in it is decoded instead: it may hold a Buffer.)
     if (!decodesAsCopy(text)) continue;
     copied++;
@@ -63,6 +65,16 @@ test('plainCopy: for random plain data, the same values, prototypes and key orde
   // A `toJSON` that is not a function is a key as any other.
   const own = { toJSON: 1, b: [undefined] };
   assert.deepStrictEqual(plainCopy(own, LIMIT), decoded(own));
+  // An array's length is read once and taken only as an array's can be (a proxy's that lies goes the text way).
+  let reads = 0;
+  const lying = new Proxy([1, 2, 3], { get: (t, k) => (k === 'length' ? (reads++, 2.5) : t[k]) });
+  assert.equal(plainCopy(lying, LIMIT), NOT_PLAIN);
+  assert.equal(reads, 1);
+  // A getter is read once, as encoding alone would read it.
+  let got = 0;
+  const counting = Object.defineProperty({}, 'n', { get: () => ++got, enumerable: true });
+  assert.deepStrictEqual(plainCopy(counting, LIMIT), { n: 1 });
+  assert.equal(got, 1);
 });
 
 test('plainCopy: what it does not copy goes the text way', () => {
@@ -85,8 +97,44 @@ test('plainCopy: what it does not copy goes the text way', () => {
     protoKey: JSON.parse('{"__proto__": 1}'),
     nested: { a: [{ when: new Date(0) }] },
     deep,
-    sparse: new Array(1 << 20),
     arraySubclass: new (class extends Array {})(),
   };
   for (const [name, value] of Object.entries(refused)) assert.equal(plainCopy(value, LIMIT), NOT_PLAIN, name);
+});
+
+test('plainCopy: keys and items are made own as JSON makes them, whatever the prototypes hold', () => {
+  // A method's name is a key as any other.
+  const named = { constructor: 1, toString: 'x', hasOwnProperty: [1] };
+  assert.deepStrictEqual(plainCopy(named, LIMIT), decoded(named));
+  assert.ok(Object.hasOwn(plainCopy(named, LIMIT), 'constructor'));
+  // An accessor a prototype holds would take the key or the item (and run): such a value goes the text way.
+  let set = 0;
+  Object.defineProperty(Object.prototype, 'secret', { set: () => set++, get: () => 'inherited', configurable: true });
+  Object.defineProperty(Array.prototype, 0, { set: () => set++, get: () => 'inherited', configurable: true });
+  try {
+    assert.equal(plainCopy({ secret: 42, a: 1 }, LIMIT), NOT_PLAIN);
+    assert.equal(plainCopy([7, 8], LIMIT), NOT_PLAIN);
+    assert.equal(set, 0, 'no setter ran');
+  } finally {
+    delete Object.prototype.secret;
+    delete Array.prototype[0];
+  }
+});
+
+test('plainCopy: a value whose text would pass the limit is found so before it is all copied', () => {
+  // 27 objects, each shared twice: 2^26 places in its text.
+  let shared = { v: 1 };
+  for (let i = 0; i < 26; i++) shared = { a: shared, b: shared };
+  for (const value of [shared, new Array(1e8)]) {
+    assert.equal(plainCopy(value, LIMIT), TOO_LARGE);
+    assert.ok(plainCopy.atLeast > LIMIT);
+  }
+  // The bytes it names are no more than its text's.
+  for (const value of [['x'.repeat(LIMIT)], [['x'.repeat(LIMIT / 2)], 'x'.repeat(LIMIT / 2)], { [`k${'y'.repeat(LIMIT)}`]: 1 }]) {
+    assert.equal(plainCopy(value, LIMIT), TOO_LARGE);
+    assert.ok(plainCopy.atLeast > LIMIT && plainCopy.atLeast <= Buffer.byteLength(JSON.stringify(value)));
+  }
+  // At the limit exactly, copied.
+  const fits = 'x'.repeat(LIMIT - 2);
+  assert.equal(plainCopy(fits, LIMIT), fits);
 });

@@ -496,3 +496,97 @@ test('a call whose session is handed off is not recorded: its answer then (an Ab
   assert.equal(keys[1], keys[0], 'with the same key');
   assert.deepEqual(other(tw), []);
 });
+
+test("a replayed chunk is the handler's own: changing it changes nothing the factory gets in `chunks`", async () => {
+  const given = [];
+  let calls = 0;
+  const fn = streamFn(
+    async function* (events, ctx) {
+      for await (const e of events) {
+        for await (const chunk of ctx.stream('model', ({ chunks }) => {
+          given.push(JSON.stringify(chunks));
+          return (async function* () {
+            for (let i = chunks.length; i < 3; i++) {
+              calls++;
+              yield { i };
+            }
+          })();
+        })) {
+          chunk.seen = true;
+          yield { e, i: chunk.i };
+        }
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+  const tw = await firstRunAndReplay(fn);
+  assert.deepEqual(given, ['[]'], 'the first run started with no chunks; the replay had them all');
+  assert.equal(calls, 3);
+  // A replay that continues: crash after two chunks are committed.
+  const tw2 = testWorker(
+    streamFn(
+      async function* (events, ctx) {
+        for await (const e of events) {
+          for await (const chunk of ctx.stream('model', ({ chunks }) => {
+            given.push(JSON.stringify(chunks));
+            return (async function* () {
+              for (let i = chunks.length; i < 3; i++) {
+                yield { i };
+                if (i === 1 && given.length === 2) await new Promise(() => {});
+              }
+            })();
+          })) {
+            chunk.seen = true;
+            yield { e, i: chunk.i };
+          }
+        }
+      },
+      { idleTimeout: 60_000 },
+    ),
+    { leaseTtl: 3000 },
+  );
+  tw2.send('k', 1);
+  await tw2.advance(100);
+  tw2.crash();
+  await tw2.advance(10_000);
+  assert.deepEqual(
+    given.slice(1),
+    ['[]', '[{"i":0},{"i":1}]'],
+    "the factory got the recorded chunks as recorded, not the handler's changes",
+  );
+  assert.deepEqual(
+    tw2.outputs().map((o) => o.value.i),
+    [0, 1, 2],
+  );
+  assert.deepEqual(other(tw), []);
+  assert.deepEqual(other(tw2), []);
+});
+
+test('a result whose text would pass maxEventBytes is refused before it is made, recorded as the call failure', async () => {
+  const seen = [];
+  let calls = 0;
+  const fn = streamFn(
+    async function* (events, ctx) {
+      for await (const e of events) {
+        try {
+          await ctx.run('wide', () => {
+            calls++;
+            let shared = { v: 1 };
+            for (let i = 0; i < 40; i++) shared = { a: shared, b: shared };
+            return shared;
+          });
+        } catch (error) {
+          seen.push([error.code, /at least \d+ bytes/.test(error.message)]);
+        }
+        yield { e };
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+  const tw = await firstRunAndReplay(fn);
+  assert.deepEqual(seen, [
+    ['ERR_VELO_EVENT_TOO_LARGE', true],
+    ['ERR_VELO_EVENT_TOO_LARGE', true],
+  ]);
+  assert.equal(calls, 1, 'recorded: the replay did not call again');
+});

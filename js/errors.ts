@@ -953,8 +953,11 @@ export class EventTooLargeError extends RangeError {
   readonly size: number;
   /** `maxEventBytes`. */
   readonly limit: number;
-  constructor(what: string, size: number, limit: number) {
-    super(`The ${what} is ${size} bytes encoded, more than the limit of ${limit} bytes (maxEventBytes)`);
+  /** `atLeast`: `size` is the fewest bytes it takes (found before it was all encoded). */
+  constructor(what: string, size: number, limit: number, atLeast = false) {
+    super(
+      `The ${what} is ${atLeast ? 'at least ' : ''}${size} bytes encoded, more than the limit of ${limit} bytes (maxEventBytes)`,
+    );
     this.name = 'EventTooLargeError';
     this.size = size;
     this.limit = limit;

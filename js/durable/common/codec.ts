@@ -156,62 +156,113 @@ function bounded(data: Buffer | string, limit: number, what: string | (() => str
 
 /** `plainCopy`'s answer for a value it does not copy. */
 export const NOT_PLAIN: unique symbol = Symbol('not plain data');
+/** `plainCopy`'s answer for a value whose text would pass its limit: at least `plainCopy.atLeast` bytes. */
+export const TOO_LARGE: unique symbol = Symbol('too large');
+
+/** Bytes of text the copy in progress may still take (counted low: each value at least its shortest text). */
+let room = 0;
 
 /**
  * What `jsonCodec` decodes `value`'s encoding to, made without the text, for plain data: null, booleans, strings,
  * numbers (finite; -0 as 0, others as null, as JSON has them), arrays and objects (of `Array.prototype`,
  * `Object.prototype` or none), without a `toJSON`, nested at most 64 deep; properties as JSON takes them (own,
- * enumerable, by string key; undefined, a function or a symbol left out, or null in an array). Anything else (a
- * Buffer, a Date, a class's instance, a BigInt, `__proto__` as a key, an array whose text would pass `limit` bytes)
- * gives `NOT_PLAIN`: encode and decode then.
+ * enumerable, by string key, each read once; undefined, a function or a symbol left out, or null in an array), and
+ * made as JSON makes them (own data properties: a key the copy's prototype holds other than as a plain writable value,
+ * `__proto__` among them, goes the text way). Anything else (a Buffer, a Date, a class's instance, a BigInt) gives
+ * `NOT_PLAIN`: encode and decode then. A value whose text would pass `limit` bytes gives `TOO_LARGE`, found before
+ * it is all copied (shared objects are copied per place, as their text repeats them); a string alone never does.
  * A copy, not `value`: what the caller does to it later does not reach the value a replay decodes, nor the reverse.
  */
-export function plainCopy(value: unknown, limit: number, depth = 0): unknown {
+export function plainCopy(value: unknown, limit: number): unknown {
+  // (A string alone: its text, made at once, says its exact bytes.)
+  if (typeof value === 'string') return value;
+  room = limit;
+  const copy = copyOf(value, 0);
+  plainCopy.atLeast = copy === TOO_LARGE ? limit - room : 0;
+  return copy;
+}
+/** After `TOO_LARGE`: the fewest bytes the value's text takes (more than the limit). */
+plainCopy.atLeast = 0;
+
+function copyOf(value: unknown, depth: number): unknown {
   switch (typeof value) {
     case 'string':
+      room -= value.length + 2;
+      return room < 0 ? TOO_LARGE : value;
     case 'boolean':
-      return value;
+      room -= 4;
+      return room < 0 ? TOO_LARGE : value;
     case 'number':
-      return Number.isFinite(value) ? (value === 0 ? 0 : value) : null;
+      room -= 1;
+      return room < 0 ? TOO_LARGE : Number.isFinite(value) ? (value === 0 ? 0 : value) : null;
     case 'object':
       break;
     default:
       return NOT_PLAIN;
   }
-  if (value === null) return null;
+  if (value === null) {
+    room -= 4;
+    return room < 0 ? TOO_LARGE : null;
+  }
   if (depth >= MAX_SCAN_DEPTH) return NOT_PLAIN;
   const proto: unknown = Object.getPrototypeOf(value);
   if (Array.isArray(value)) {
-    // (Past `limit`, its text would be: each item takes at least a byte and a comma.)
-    if (proto !== Array.prototype || value.length * 2 > limit || typeof (value as { toJSON?: unknown }).toJSON === 'function')
+    // (Read once, as JSON reads it.)
+    const length: unknown = value.length;
+    if (
+      proto !== Array.prototype ||
+      typeof length !== 'number' ||
+      !Number.isInteger(length) ||
+      length < 0 ||
+      typeof (value as { toJSON?: unknown }).toJSON === 'function'
+    )
       return NOT_PLAIN;
+    // Its brackets and commas, and (not counted yet: each item counts its own) at least a byte per item.
+    if (2 * length + 1 > room) {
+      room -= 2 * length + 1;
+      return TOO_LARGE;
+    }
+    room -= length + 1;
     const out: unknown[] = [];
-    for (let i = 0; i < value.length; i++) {
+    for (let i = 0; i < length; i++) {
+      // (An index its prototype holds would take the item: JSON's array has it as its own.)
+      if (i in out) return NOT_PLAIN;
       const item: unknown = value[i];
       const kind = typeof item;
-      if (item === undefined || kind === 'function' || kind === 'symbol') out.push(null);
-      else {
-        const copied = plainCopy(item, limit, depth + 1);
-        if (copied === NOT_PLAIN) return NOT_PLAIN;
+      if (item === undefined || kind === 'function' || kind === 'symbol') {
+        room -= 4;
+        out.push(null);
+      } else {
+        const copied = copyOf(item, depth + 1);
+        if (copied === NOT_PLAIN || copied === TOO_LARGE) return copied;
         out.push(copied);
       }
     }
-    return out;
+    return room < 0 ? TOO_LARGE : out;
   }
   if ((proto !== Object.prototype && proto !== null) || typeof (value as { toJSON?: unknown }).toJSON === 'function')
     return NOT_PLAIN;
+  // Its braces, less the comma its keys count one too many.
+  room -= 1;
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(value)) {
     const item = (value as Record<string, unknown>)[key];
     const kind = typeof item;
     if (item === undefined || kind === 'function' || kind === 'symbol') continue;
-    // (Set as a property, `__proto__` would set the copy's prototype instead.)
-    if (key === '__proto__') return NOT_PLAIN;
-    const copied = plainCopy(item, limit, depth + 1);
-    if (copied === NOT_PLAIN) return NOT_PLAIN;
+    if (key in out && !plainlyInherited(key)) return NOT_PLAIN;
+    // (Its text: the key quoted, a colon and a comma.)
+    room -= key.length + 4;
+    const copied = copyOf(item, depth + 1);
+    if (copied === NOT_PLAIN || copied === TOO_LARGE) return copied;
     out[key] = copied;
   }
-  return out;
+  return room < 0 ? TOO_LARGE : out;
+}
+
+/** Whether `Object.prototype` holds `key` as a plain writable value (a method): set on an object, it is its own then. */
+function plainlyInherited(key: string): boolean {
+  const held = Object.getOwnPropertyDescriptor(Object.prototype, key);
+  return held !== undefined && 'value' in held && held.writable === true;
 }
 
 /** A `plainCopy`'s text by `jsonCodec`, refused past `limit` bytes as `encodeChecked` refuses. */

@@ -19,12 +19,22 @@
 // (`Segment.take`) or a checkpoint call cuts it (`cut`): an entry never holds calls both before and after a
 // checkpoint, so the checkpoint's commit forgets exactly the entries it covers.
 import type { Codec } from '../common/codec';
-import { NOT_PLAIN, decodeStored, decodesAsCopy, encodeChecked, encodeCopy, jsonCodec, plainCopy } from '../common/codec';
+import {
+  NOT_PLAIN,
+  TOO_LARGE,
+  decodeStored,
+  decodesAsCopy,
+  encodeChecked,
+  encodeCopy,
+  jsonCodec,
+  plainCopy,
+} from '../common/codec';
 import type { JournalEntry, JournalRecord } from '../common/transport';
 import { journalField } from '../common/stored';
 import { watchAbort } from '../../watch-abort';
 import {
   AnswerRestartedError,
+  EventTooLargeError,
   JournalDivergedError,
   JournalTooLargeError,
   builtInErrorClass,
@@ -425,7 +435,15 @@ export class Journal {
     const what = () => recordNamed(this.sid, at, 'v', name);
     const { codec, maxEventBytes } = this.host;
     // Plain data by the JSON codec (most results): its copy is what its record decodes to, made without decoding.
-    const copy = codec === jsonCodec ? plainCopy(value, maxEventBytes) : NOT_PLAIN;
+    let copy: unknown = NOT_PLAIN;
+    try {
+      if (codec === jsonCodec) copy = plainCopy(value, maxEventBytes);
+    } catch {
+      // (A value that throws as it is read, a revoked proxy: the codec's own encode says how, below.)
+      copy = NOT_PLAIN;
+    }
+    // (Known too large before it is all copied: its text is not made, which could take long and much memory.)
+    if (copy === TOO_LARGE) throw new EventTooLargeError(what(), plainCopy.atLeast, maxEventBytes, true);
     if (copy !== NOT_PLAIN) {
       const text = encodeCopy(copy, maxEventBytes, what);
       this.#record(call, at, 'v', name, text, signal, yielded);
@@ -519,10 +537,10 @@ export class Journal {
       const r = this.#recordedAt(`${call}.${chunks.length}`);
       if (r === undefined) break;
       this.#lineUp(r, this.yielded());
-      const chunk = this.#decode(r);
       this.#continues();
-      chunks.push(chunk);
-      yield chunk;
+      // (Decoded twice: what the handler does to its chunk does not reach the factory's `chunks`.)
+      chunks.push(this.#decode(r));
+      yield this.#decode(r);
     }
     let yielded = this.yielded();
     const end = this.#recordedAt(`${call}.end`);
