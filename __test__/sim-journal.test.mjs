@@ -10,6 +10,8 @@
 // lost its count of calls (the adopting version called again: seeds 59, 93), and the AbortError of a call cancelled
 // by a hand-off recorded as its answer (the next owner's replay threw it: with the model honouring its signal, 14 of
 // seeds 1-300 with --versions --key-state, 10, 22, 72, 83, ...).
+// The handler changes each chunk it gets once read: a replayed chunk that was the same object as the one the model
+// is handed back in `chunks` made the model continue another answer (49 of seeds 1-100 fail with it shared).
 import { seedSlices } from './helpers/sim-slices.mjs';
 
 seedSlices('with journaled calls to services that answer differently on every call: one answer per event', {

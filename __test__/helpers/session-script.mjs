@@ -222,7 +222,11 @@ export function scriptHandler({ pause, version, upgrades = false, extra = false,
               // alone); or two each (`halves`: `half` 0 and 1).
               const model = ctx.stream(call.stream, ({ chunks, signal }) => modelStream(chunks, signal, version, input.tag));
               let pending = null;
-              for await (const chunk of model) {
+              for await (const pulled of model) {
+                // Like a handler that reuses what it got: its chunk is changed once read (a replay's recorded chunks
+                // must reach the model as recorded, whatever the handler did to its own).
+                const chunk = { ...pulled };
+                pulled.of = 'changed by the handler';
                 const answer = got.join(' ');
                 if (call.shape === 'pairs') {
                   if (pending === null) {
