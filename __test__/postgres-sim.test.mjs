@@ -95,8 +95,9 @@ const SEEDS = [
   [{ journal: true, versions: true, answers: true }, [360]],
   [{ journal: true, versions: true, answers: true, keyState: true }, [102, 127]],
   // Six partitions committed together (a turn's commits in groups, one transaction each) with hostile effects: a
-  // throw in a group must roll it back and commit each alone, the effects must get their own partition's outputs.
-  // Seeds 1-3 and 6 catch each of these broken (a group's failure failing all, effects given the group's outputs).
+  // throw in a group must roll it back and commit each alone; the group's one call of the effects gets each output
+  // named by its own partition. Seeds 1-3 and 6 catch each of these broken (a group's failure failing all, an
+  // output named by another partition of its group).
   [{ wide: true, effects: true }, [1, 2, 3, 6, 7, 19]],
   [{ wide: true, journal: true, versions: true }, range(1, 3)],
 ];

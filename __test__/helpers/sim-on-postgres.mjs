@@ -380,28 +380,32 @@ async function hostileLedger(pool, schema, space) {
         if (group.length > 1) for (const p of group) grouped.add(p);
       }
     },
-    async effects(client, partition, written) {
-      // (Only a commit's first call, and none after a throw in this turn: after a group's rollback each commit is
-      // applied alone, and must commit as it did in memory.)
-      const first = `${partition} ${written[0].sid} ${written[0].seq}`;
-      if (grouped.has(partition) && !called.has(first)) {
-        called.add(first);
+    async effects(client, written) {
+      // (One call per transaction: a group's partitions' outputs together. Only a group's first call, and none after
+      // a throw in this turn: after a group's rollback each commit is applied alone, and must commit as it did in
+      // memory.)
+      const partitions = [...new Set(written.map((w) => w.partition))];
+      const first = partitions.map((p) => {
+        const w = written.find((o) => o.partition === p);
+        return `${p} ${w.sid} ${w.seq}`;
+      });
+      if (partitions.some((p) => grouped.has(p)) && !called.has(first.join('|'))) {
+        called.add(first.join('|'));
         const kind = calls++ % 3;
         if (kind === 0) {
           grouped = new Set();
           add('effects threw in a group');
-          throw new Error(`hostile effects of p${partition}`);
+          throw new Error(`hostile effects of p${partitions.join(',p')}`);
         }
         if (kind === 1) {
           add('effects stalled in a group');
           await new Promise((resolve) => setTimeout(resolve, 3));
         }
       }
-      const ids = written.map((w) => w.id);
-      await client.query(`INSERT INTO ${schema}.sim_ledger (fn, p, id) SELECT $1, $2, unnest($3::text[])`, [
+      await client.query(`INSERT INTO ${schema}.sim_ledger (fn, p, id) SELECT $1, unnest($2::integer[]), unnest($3::text[])`, [
         space.fn,
-        partition,
-        ids,
+        written.map((w) => w.partition),
+        written.map((w) => w.id),
       ]);
     },
     async rows(partition) {

@@ -33,9 +33,10 @@ export interface PostgresWorkerOnly<O = unknown> {
    * acks and checkpoints), with the outputs it writes (decoded, as `postgresOutputs` yields them) and that
    * transaction's client. Write to your own tables with `tx.query(...)`: your writes commit if and only if the
    * outputs do, and an output is written once per `(sid, seq)` across replays, crashes and takeovers, so each
-   * effect happens exactly once. Do not commit or roll back yourself. A throw (or a failed statement) rolls the
-   * whole commit back: it goes to `onError` and the commit is retried (the partition waits meanwhile). Called for
-   * one partition's commit at a time, in commit order; different partitions' commits run concurrently.
+   * effect happens exactly once. Do not commit or roll back yourself. Called once per transaction, which may carry
+   * the commits of a few partitions (each output names its partition; a key's outputs come in order). A throw (or a
+   * failed statement) rolls the whole transaction back: it goes to `onError` and each partition's commit is retried
+   * alone, called with its own outputs (the partition waits meanwhile). Different transactions run concurrently.
    */
   effects?: (tx: PostgresClient, outputs: readonly OutputItem<O>[]) => Promise<void>;
 }
@@ -43,8 +44,8 @@ export interface PostgresWorkerOnly<O = unknown> {
 const PG_WORKER_KEYS = [...WORKER_KEYS, 'listen', 'pollInterval', 'effects'];
 
 /** A written output as a reader gets it. */
-export function writtenItem<O>(codec: Codec<O>, partition: number, w: WrittenOutput): OutputItem<O> {
-  const base = { id: w.id, partition, key: w.key, sid: w.sid, seq: w.seq };
+export function writtenItem<O>(codec: Codec<O>, w: WrittenOutput): OutputItem<O> {
+  const base = { id: w.id, partition: w.partition, key: w.key, sid: w.sid, seq: w.seq };
   const traced = w.traceparent === null ? base : { ...base, traceparent: w.traceparent };
   if (w.field === 'e') return { ...traced, error: JSON.parse(w.data.toString()) as HandlerFailure };
   return { ...traced, value: codec.decode(w.data) };
@@ -52,7 +53,8 @@ export function writtenItem<O>(codec: Codec<O>, partition: number, w: WrittenOut
 
 /** A row of the `outputs` table (`ms, seq, sid, oseq, key, field, data, tp`) as a reader gets it. */
 export function rowItem<O>(codec: Codec<O>, partition: number, r: Record<string, unknown>): OutputItem<O> {
-  return writtenItem(codec, partition, {
+  return writtenItem(codec, {
+    partition,
     id: idOf(r.ms, r.seq),
     sid: str(r.sid),
     seq: Number(r.oseq),
@@ -138,10 +140,10 @@ export function startPgWorker<I, O>(
   const onCommit: CommitEffects | undefined =
     effects === undefined
       ? undefined
-      : (client, partition, written) =>
+      : (client, written) =>
           effects(
             client,
-            written.map((w) => writtenItem(codec, partition, w)),
+            written.map((w) => writtenItem(codec, w)),
           );
   const backend: WorkerBackend = {
     name: o.space.fn,

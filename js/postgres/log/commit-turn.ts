@@ -1,11 +1,12 @@
 // An owner's commits that `commit_9` takes (commit-one.ts), those asked for in one turn of the event loop applied
-// together, a few partitions at a time: one statement, in one transaction with each partition's effects, on one
+// together, a few partitions at a time: one statement, in one transaction with one call of the effects, on one
 // connection of the pool. A worker commits the partitions a read of one turn served at about the same time, so under
 // live load this is one transaction (BEGIN, the statement, the effects, COMMIT) for several partitions, not one each.
 // Invariants: each partition's commit gives the result it gets alone (its outputs' ids, or FencedError when its lease
-// is gone, which writes nothing); each partition's effects get only its own written outputs, in the transaction that
-// writes them; if anything of the shared transaction fails (a partition's effects throw, the statement or COMMIT
-// fails) it is rolled back and each commit is applied alone, so that a failure is its own partition's only.
+// is gone, which writes nothing); the effects get the outputs the transaction writes, in partition order and each
+// partition's in its commit's order, in that transaction; if anything of the shared transaction fails (the effects
+// throw, the statement or COMMIT fails) it is rolled back and each commit is applied alone, its effects called with
+// its own outputs, so that a failure is its own partition's only.
 import type { Commit, CommitResult, Lease } from '../../durable/common/transport';
 import { FencedError } from '../../errors';
 import type { CommitEffects, WrittenOutput } from './commit';
@@ -106,12 +107,11 @@ export class CommitTurn {
       this.pool,
       async (client) => {
         const results = await statement(client, this.idle);
-        for (const [i, done] of results.entries()) {
-          const written = done === null ? [] : writtenOf(list[i].commit, done);
-          if (written.length === 0) continue;
+        const written = results.flatMap((done, i) => (done === null ? [] : writtenOf(list[i], done)));
+        if (written.length > 0) {
           // (Guarded: no transaction control, no call once the callback settled; see effects-client.ts.)
           const guarded = effectsClient(client);
-          await effects(guarded.client as PgClientLike, list[i].lease.partition, written).finally(() => guarded.settle());
+          await effects(guarded.client as PgClientLike, written).finally(() => guarded.settle());
         }
         return results;
       },
@@ -122,15 +122,16 @@ export class CommitTurn {
 }
 
 /** The outputs `commit_9` wrote of `commit` (none for the retry of a commit applied before). */
-function writtenOf(commit: Commit, done: OneResult): WrittenOutput[] {
+function writtenOf({ lease, commit }: Asked, done: OneResult): WrittenOutput[] {
   const written: WrittenOutput[] = [];
   if (!done.wrote) return written;
+  const partition = lease.partition;
   commit.outputs.forEach((o, i) => {
     const id = done.ids[i];
     if (id === null || id === undefined) return;
     const field = o.error !== undefined ? 'e' : 'v';
     const data = bytes(o.error ?? o.payload ?? '');
-    written.push({ id, sid: o.sid, seq: o.seq, key: o.key, field, data, traceparent: o.traceparent ?? null });
+    written.push({ partition, id, sid: o.sid, seq: o.seq, key: o.key, field, data, traceparent: o.traceparent ?? null });
   });
   return written;
 }

@@ -28,6 +28,8 @@ function lastBy<T>(items: readonly T[], key: (item: T) => string): T[] {
 
 /** An output a commit writes (not written before), as the commit's effects get it. */
 export interface WrittenOutput {
+  /** The partition whose commit writes it. */
+  readonly partition: number;
   /** Its entry id in the partition's output stream. */
   readonly id: string;
   readonly sid: string;
@@ -41,10 +43,11 @@ export interface WrittenOutput {
 
 /**
  * Run in a commit's transaction, after its outputs are written and before it commits, with the outputs it wrote
- * (none is ever given twice: an output written before, by `(sid, seq)`, is not written again). A throw rolls the
- * whole commit back (outputs, acks, checkpoints): the engine reports it and retries the commit.
+ * (none is ever given twice: an output written before, by `(sid, seq)`, is not written again), once per transaction
+ * whatever the partitions it commits, each partition's outputs in their order. A throw rolls the whole commit back
+ * (outputs, acks, checkpoints): the engine reports it and retries the commit.
  */
-export type CommitEffects = (client: PgClientLike, partition: number, written: readonly WrittenOutput[]) => Promise<void>;
+export type CommitEffects = (client: PgClientLike, written: readonly WrittenOutput[]) => Promise<void>;
 
 interface Written {
   readonly id: string;
@@ -255,8 +258,8 @@ export async function applyCommit(
     const guarded = effectsClient(client);
     await effects(
       guarded.client as PgClientLike,
-      p,
       rows.map((r) => ({
+        partition: p,
         id: `${r.ms}-${r.seq}`,
         sid: r.sid,
         seq: r.oseq,
