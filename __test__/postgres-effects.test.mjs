@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { postgresProducer, postgresWorker } from 'velo-stream/postgres';
+import { sessionProducer, sessionWorker } from 'velo-stream/durable';
 import { eventually, totals } from './helpers/redis-fixtures.mjs';
 import { pool, usePostgres } from './helpers/postgres-suite.mjs';
 
@@ -147,4 +148,53 @@ test('a call on the effects client after the callback returned is refused; savep
   assert.deepEqual(await ledger(name), ['a1', 'a3', 'a6', 'b1', 'b3', 'b6']);
   assert.ok(late.length > 0 && late.every((x) => x === 'ERR_VELO_EFFECTS_CLIENT'), String(late));
   assert.deepEqual(errors, []);
+});
+
+test("a call may carry a few partitions' outputs: each names its own partition, as the stored output does, in order per key", async () => {
+  const name = 'fx_partitions';
+  const shared = { client: pool(), schema: SCHEMA, name, partitions: 8 };
+  const producer = sessionProducer(shared);
+  const calls = [];
+  const errors = [];
+  const worker = sessionWorker(totals({ idleTimeout: 60_000 }), {
+    ...shared,
+    leaseTtl: 4000,
+    onError: (e) => errors.push(e),
+    effects: async (tx, written) => {
+      calls.push(written.map((o) => ({ partition: o.partition, key: o.key, id: o.id, sid: o.sid, seq: o.seq, n: o.value.n })));
+      await tx.query('SELECT 1');
+    },
+  });
+  const keys = Array.from({ length: 32 }, (_, i) => `k${i}`);
+  let bursts = 0;
+  const carried = () => calls.some((c) => new Set(c.map((o) => o.partition)).size > 1);
+  try {
+    await until(() => worker.stats().owned.length === 8, 'the worker owning every partition');
+    // Bursts over every partition until a call carried more than one (a turn's commits share a transaction).
+    while (!carried() && bursts < 5) {
+      bursts++;
+      await producer.sendMany(keys.map((key) => [key, { n: bursts }]));
+      await until(() => calls.flat().length >= bursts * keys.length, 'the outputs');
+    }
+  } finally {
+    await worker.close();
+  }
+  assert.deepEqual(errors, []);
+  assert.ok(carried(), `a call with several partitions in ${bursts} bursts`);
+  const all = calls.flat();
+  assert.equal(all.length, bursts * keys.length, 'each output once');
+  // (An id is its partition's own: the stored output is found by its session and seq.)
+  const { rows } = await pool().query(`SELECT p, ms, seq, sid, oseq FROM ${SCHEMA}.outputs WHERE fn = $1`, [name]);
+  const stored = new Map(rows.map((r) => [`${r.sid} ${r.oseq}`, { p: r.p, id: `${r.ms}-${r.seq}` }]));
+  for (const o of all) {
+    assert.equal(o.partition, producer.partitionOf(o.key), `${o.key}: its own partition`);
+    assert.deepEqual(stored.get(`${o.sid} ${o.seq}`), { p: o.partition, id: o.id }, `${o.key}: as stored`);
+  }
+  for (const key of keys) {
+    assert.deepEqual(
+      all.filter((o) => o.key === key).map((o) => o.n),
+      Array.from({ length: bursts }, (_, i) => i + 1),
+      `${key}: in order`,
+    );
+  }
 });
