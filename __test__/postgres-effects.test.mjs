@@ -198,3 +198,30 @@ test("a call may carry a few partitions' outputs: each names its own partition, 
     );
   }
 });
+
+test('a failed statement the effects callback caught, or did not await, fails the commit: retried, no output lost', async () => {
+  for (const how of ['caught', 'unawaited']) {
+    const name = `fx_${how}`;
+    let calls = 0;
+    const errors = await run(
+      name,
+      async (tx, written) => {
+        await tx.query(
+          'INSERT INTO fx_ledger (fn, key, n, total) SELECT $1, unnest($2::text[]), unnest($3::int[]), unnest($4::int[])',
+          [name, written.map((o) => o.key), written.map((o) => o.value.n), written.map((o) => o.value.total)],
+        );
+        if (++calls > 1) return;
+        // The transaction is aborted by the failure: Postgres then answers the COMMIT with ROLLBACK, no error.
+        if (how === 'caught') await tx.query('SELECT 1/0').catch(() => {});
+        else tx.query('SELECT 1/0').catch(() => {});
+      },
+      async () => (await ledger(name)).length >= 6,
+    );
+    await sleep(300);
+    assert.deepEqual(await ledger(name), ['a1', 'a3', 'a6', 'b1', 'b3', 'b6'], how);
+    assert.deepEqual(await outputs(name), ['a1', 'a3', 'a6', 'b1', 'b3', 'b6'], how);
+    assert.equal(errors.length, 1, how);
+    assert.equal(errors[0].code, 'ERR_VELO_EFFECTS_CLIENT', how);
+    assert.match(errors[0].message, /rolled back/, how);
+  }
+});

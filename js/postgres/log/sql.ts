@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import {
   describe,
+  effectsClientError,
   invalidType,
   invalidValue,
   notAPoolError,
@@ -20,6 +21,8 @@ export interface PgResult {
   readonly rows: Record<string, unknown>[];
   /** The rows the statement returned or changed (null for some commands). */
   readonly rowCount: number | null;
+  /** The command's tag (`COMMIT`, `ROLLBACK`, `INSERT`, ...). */
+  readonly command?: string;
 }
 
 /** The part of a node-postgres `PoolClient` velo-stream uses. */
@@ -292,6 +295,12 @@ export const IDLE_IN_TRANSACTION_MS = 5000;
  * `beginIdleMs` (0: none) is the limit set at BEGIN, when `body`'s first statement sets `idleMs` itself once it
  * holds its locks (a commit with effects: commit_9).
  */
+/** Why a transaction ended rolled back at its COMMIT. */
+const ROLLED_BACK =
+  'the commit was rolled back: a statement in its transaction failed and the effects callback went on (it caught ' +
+  'the error or did not await the statement); nothing of the commit was written, and it is retried. Let a failed ' +
+  "statement's error propagate, or recover with a savepoint (SAVEPOINT, then ROLLBACK TO SAVEPOINT)";
+
 export async function transaction<T>(
   pool: PgPoolLike,
   body: (client: PgClientLike) => Promise<T>,
@@ -319,7 +328,9 @@ export async function transaction<T>(
   let broken: Error | undefined;
   try {
     const value = await body(client);
-    await client.query('COMMIT');
+    // A transaction in which a statement failed ends rolled back at COMMIT, with no error, its tag ROLLBACK. Only
+    // a failure the body went on after (an effects callback that caught it, or did not await it) leaves it so.
+    if ((await client.query('COMMIT')).command === 'ROLLBACK') throw effectsClientError(ROLLED_BACK);
     return value;
   } catch (error) {
     // (After a failed COMMIT the server has ended the transaction: the ROLLBACK only warns.)
