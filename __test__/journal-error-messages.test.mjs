@@ -139,7 +139,7 @@ test('a recorded error that cannot be read back: ERR_VELO_DECODE naming the call
     { at: '2.end', kind: 'e', name: 'model', payload: Buffer.from('{') },
   ];
   const journal = new Journal(sid, 0, [{ sid, records }], host, String);
-  const signal = new AbortController().signal;
+  const signal = { signal: new AbortController().signal, aborted: false };
   await assert.rejects(
     journal.run('tool', () => 1, signal),
     (error) => {

@@ -497,6 +497,41 @@ test('a call whose session is handed off is not recorded: its answer then (an Ab
   assert.deepEqual(other(tw), []);
 });
 
+test('a body that never reads its signal: what it answers after its session is handed off is not recorded either', async () => {
+  let calls = 0;
+  let late = () => {};
+  const fn = streamFn(
+    async function* (events, ctx) {
+      for await (const e of events) {
+        // (No `signal` read: the handler's signal is not made, and the journal still knows the session is cancelled.)
+        const answer = await ctx.run('model', () => {
+          calls++;
+          if (calls === 1) return new Promise((resolve) => (late = () => resolve('stale answer')));
+          return `answer to ${e}`;
+        });
+        yield { answer };
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+  const tw = testWorker(fn, { version: 'v1', leaseTtl: 3000 });
+  tw.send('k', 1);
+  await tw.advance(100);
+  assert.equal(calls, 1);
+  tw.deploy(fn, { version: 'v2', migrate: (state) => state });
+  // (Answered once the stop has begun: after the session's cancel.)
+  const stopped = tw.stop('v1');
+  setImmediate(late);
+  await stopped;
+  await tw.advance(10_000);
+  assert.deepEqual(
+    tw.outputs().map((o) => o.value),
+    [{ answer: 'answer to 1' }],
+  );
+  assert.equal(calls, 2, 'called again by the next owner');
+  assert.deepEqual(other(tw), []);
+});
+
 test("a replayed chunk is the handler's own: changing it changes nothing the factory gets in `chunks`", async () => {
   const given = [];
   let calls = 0;

@@ -21,7 +21,10 @@ const { jsonCodec } = await from('durable/common/codec.js');
 const { journalValue } = await from('durable/common/stored.js');
 
 const host = { codec: jsonCodec, maxEventBytes: 1 << 20, maxJournalBytes: 1 << 30, report() {} };
+// What `Journal.run` takes of the handler's signal: the signal itself in copies before CallSignal, a `{ signal,
+// aborted }` since. A signal that names itself is both.
 const signal = new AbortController().signal;
+signal.signal = signal;
 /** A service's answer: a small object, as in `node bench/redis.mjs drains --journal`. */
 const compute = (i) => ({ n: i, half: i / 2 });
 const sessions = Array.from({ length: 100 }, (_, k) => {

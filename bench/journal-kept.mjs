@@ -19,7 +19,10 @@ const PARTITIONS = 16;
 const CALLS = 100;
 const PER_COMMIT = 440;
 const host = { codec: jsonCodec, maxEventBytes: 1 << 20, maxJournalBytes: 1 << 30, report() {} };
+// What `Journal.run` takes of the handler's signal: the signal itself in copies before CallSignal, a `{ signal,
+// aborted }` since. A signal that names itself is both.
 const signal = new AbortController().signal;
+signal.signal = signal;
 const queues = Array.from({ length: PARTITIONS }, () => []);
 const counts = new Array(PARTITIONS).fill(0);
 const journals = Array.from({ length: SESSIONS }, (_, i) => {

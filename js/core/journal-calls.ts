@@ -3,7 +3,7 @@
 import { describe, invalidType, invalidValue } from '../errors';
 import { isWellFormed } from '../text';
 import type { JournalCall, JournalStreamCall } from '../types';
-import type { SessionHooks } from './protocol';
+import type { CallSignal, SessionHooks } from './protocol';
 
 /** Most characters of a journaled call's name. */
 const MAX_NAME = 200;
@@ -24,11 +24,35 @@ export function checkCall(what: string, name: unknown, body: unknown, arg: strin
 }
 
 /** What a call needs of its handler's context: its id and signal, and a count of its in-process calls. */
-export interface CallSite {
+export interface CallSite extends CallSignal {
   readonly id: string;
-  readonly signal: AbortSignal;
   /** The place of the next in-process call (1, 2, ...). */
   nextCall(): number;
+}
+
+/** What a body gets (`JournalCall`): its key, and the handler's signal, made only if the body reads it. */
+export class BodyCall implements JournalCall {
+  readonly #site: CallSignal;
+  constructor(
+    readonly key: string,
+    site: CallSignal,
+  ) {
+    this.#site = site;
+  }
+  get signal(): AbortSignal {
+    return this.#site.signal;
+  }
+}
+
+/** What a stream's factory gets (`JournalStreamCall`): a `BodyCall` with the chunks recorded before. */
+export class FactoryCall extends BodyCall implements JournalStreamCall {
+  constructor(
+    key: string,
+    site: CallSignal,
+    readonly chunks: readonly unknown[],
+  ) {
+    super(key, site);
+  }
 }
 
 /** `ctx.run(name, body)`: a promise, also for what is refused or thrown at once (not an async function: no layer more). */
@@ -40,8 +64,8 @@ export function runCall(
 ): Promise<unknown> {
   try {
     checkCall('ctx.run()', name, body, 'body');
-    if (hooks?.run !== undefined) return hooks.run(name, body, site.signal);
-    return Promise.resolve(body({ key: `${site.id}/${site.nextCall()}`, signal: site.signal }));
+    if (hooks?.run !== undefined) return hooks.run(name, body, site);
+    return Promise.resolve(body(new BodyCall(`${site.id}/${site.nextCall()}`, site)));
   } catch (error) {
     return Promise.reject(error);
   }
@@ -55,8 +79,8 @@ export function streamCall(
   factory: (call: JournalStreamCall) => AsyncIterable<unknown> | Iterable<unknown>,
 ): AsyncIterable<unknown> {
   checkCall('ctx.stream()', name, factory, 'factory');
-  if (hooks?.stream !== undefined) return hooks.stream(name, factory, site.signal);
-  const source = factory({ key: `${site.id}/${site.nextCall()}`, signal: site.signal, chunks: [] });
+  if (hooks?.stream !== undefined) return hooks.stream(name, factory, site);
+  const source = factory(new FactoryCall(`${site.id}/${site.nextCall()}`, site, []));
   if (source === null || typeof source !== 'object' || (!(Symbol.asyncIterator in source) && !(Symbol.iterator in source)))
     throw invalidType(`ctx.stream(): the factory must return an iterable or async iterable. Received ${describe(source)}`);
   return source as AsyncIterable<unknown>;

@@ -30,6 +30,16 @@ export const kTakenEnd = Symbol.for('velo-stream.takenEnd');
 export const kCheckpoint = Symbol.for('velo-stream.checkpoint');
 
 /**
+ * A handler's `ctx.signal` as a journaled call needs it: made on first read (an `AbortController` per session, its
+ * listener and, at the session's end, its abort cost more than a call), and whether it is aborted, told without
+ * making it (true once the handler is cancelled: its signal, made or not, is aborted then).
+ */
+export interface CallSignal {
+  readonly signal: AbortSignal;
+  readonly aborted: boolean;
+}
+
+/**
  * The durable side of a session (the Redis tier gives one to each session it opens): the snapshot its handler
  * starts from (`ctx.restored`), and where its checkpoints go, with how many events the handler had taken and how
  * many outputs it had yielded when it called `ctx.checkpoint`. Without hooks (in-process streams), `ctx.restored`
@@ -43,12 +53,12 @@ export interface SessionHooks {
   /** `ctx.cancelTimer(key)`, checked (`key` a string): whether a pending timer of that key was cancelled. */
   cancelTimer(key: string): boolean;
   /** `ctx.run(name, body)` on a durable session: the result recorded at its place, or the body's, recorded. */
-  run?(name: string, body: (call: JournalCall) => unknown, signal: AbortSignal): Promise<unknown>;
+  run?(name: string, body: (call: JournalCall) => unknown, signal: CallSignal): Promise<unknown>;
   /** `ctx.stream(name, factory)` on a durable session: the recorded chunks, then the factory's, recorded. */
   stream?(
     name: string,
     factory: (call: JournalStreamCall) => AsyncIterable<unknown> | Iterable<unknown>,
-    signal: AbortSignal,
+    signal: CallSignal,
   ): AsyncIterable<unknown>;
   /** `ctx.entry`: the input the handler took last, as the log has it (undefined: none yet). */
   readonly entry: { readonly id: string; readonly time: number } | undefined;

@@ -328,19 +328,28 @@ class HandlerInput<I> implements AsyncIterableIterator<I> {
   }
 }
 
-/** A context's `CallSite`: its id and signal as the context gives them at each call (a class: one shape, fast getters). */
+/** Whether a handler stream's `ctx.signal` is aborted, made or not (`CallSignal.aborted`). */
+const kHandlerAborted = Symbol('velo.handlerAborted');
+
+/**
+ * A context's `CallSite`: its stream's id and signal at each call, its signal made only when read (a class: one
+ * shape, fast getters).
+ */
 class ContextSite implements CallSite {
-  readonly #ctx: StreamContext;
+  readonly #stream: HandlerStream<unknown, unknown>;
   readonly nextCall: () => number;
-  constructor(ctx: StreamContext, nextCall: () => number) {
-    this.#ctx = ctx;
+  constructor(stream: HandlerStream<unknown, unknown>, nextCall: () => number) {
+    this.#stream = stream;
     this.nextCall = nextCall;
   }
   get id(): string {
-    return this.#ctx.id;
+    return this.#stream.id;
   }
   get signal(): AbortSignal {
-    return this.#ctx.signal;
+    return this.#stream[kHandlerSignal];
+  }
+  get aborted(): boolean {
+    return this.#stream[kHandlerAborted];
   }
 }
 
@@ -404,7 +413,7 @@ class HandlerContext implements StreamContext {
   /** What its journaled calls need of it: made at its first call, then the same (a call per event makes none). */
   #site: ContextSite | null = null;
   #callSite(): CallSite {
-    return (this.#site ??= new ContextSite(this, () => ++this.#calls));
+    return (this.#site ??= new ContextSite(this.#stream, () => ++this.#calls));
   }
   run<T>(name: string, body: (call: JournalCall) => T | PromiseLike<T>): Promise<T> {
     return runCall(this.#stream[kHooks], this.#callSite(), name, body) as Promise<T>;
@@ -684,6 +693,11 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
       else if (this.#x.bodyAbort !== undefined) abort.abort(this.#x.bodyAbort.reason);
     }
     return abort.signal;
+  }
+
+  /** Whether `[kHandlerSignal]` is aborted, or would be made aborted: the handler was cancelled, or its body aborted. */
+  get [kHandlerAborted](): boolean {
+    return this.#cancel !== undefined || this.#x.bodyAbort !== undefined;
   }
 
   get [kHooks](): SessionHooks | undefined {

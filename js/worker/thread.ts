@@ -149,7 +149,15 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
       // A worker thread's stream lives in this process only: nothing to restore, a checkpoint is a no-op, and a
       // journaled call is a call.
       let calls = 0;
-      const site = { id: this.#id, signal: this.signal, nextCall: () => ++calls };
+      const signal = this.signal;
+      const site = {
+        id: this.#id,
+        signal,
+        get aborted() {
+          return signal.aborted;
+        },
+        nextCall: () => ++calls,
+      };
       const ctx: StreamContext = {
         id: this.#id,
         signal: this.signal,

@@ -31,7 +31,8 @@ import {
 } from '../common/codec';
 import type { JournalEntry, JournalRecord } from '../common/transport';
 import { journalField } from '../common/stored';
-import { watchAbort } from '../../watch-abort';
+import { BodyCall, FactoryCall } from '../../core/journal-calls';
+import type { CallSignal } from '../../core/protocol';
 import {
   AnswerRestartedError,
   EventTooLargeError,
@@ -305,29 +306,11 @@ export class Journal {
     }
   }
 
-  /** The session's signal, once seen, and whether it aborted (by one shared listener). */
-  #signal: AbortSignal | null = null;
-  #aborted = false;
-
-  /**
-   * Whether the session's `signal` aborted. Read from a flag its listener sets: a signal's own `aborted`, read per
-   * record, cost more than the record (signals with listeners are slow to read, and a worker has one per session).
-   */
-  #cancelled(signal: AbortSignal): boolean {
-    if (signal !== this.#signal) {
-      this.#signal = signal;
-      this.#aborted = false;
-      watchAbort(signal, () => {
-        if (this.#signal === signal) this.#aborted = true;
-      });
-    }
-    return this.#aborted;
-  }
-
   /**
    * Queues a record (unless a checkpoint covers its call), within `maxJournalBytes`: in the open entry, or a new one.
-   * Nothing once the session's signal aborted: it is being cancelled (a hand-off, a stop), and what its calls answer
-   * then (an AbortError, a stream cut short) is not their answer; the next owner calls again.
+   * Nothing once the session's signal aborted (`aborted`, told without making the signal): it is being cancelled (a
+   * hand-off, a stop), and what its calls answer then (an AbortError, a stream cut short) is not their answer; the
+   * next owner calls again.
    */
   #record(
     call: number,
@@ -335,10 +318,10 @@ export class Journal {
     kind: JournalRecord['kind'],
     name: string,
     payload: Buffer | string,
-    signal: AbortSignal,
+    signal: CallSignal,
     yielded: number,
   ): void {
-    if (call <= this.#covered || this.#cancelled(signal)) return;
+    if (call <= this.#covered || signal.aborted) return;
     const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
     const limit = this.host.maxJournalBytes;
     if (this.#bytes + size > limit)
@@ -426,7 +409,7 @@ export class Journal {
    * Records a value (a result, a chunk) at `at`, its encoding checked, and gives back what a replay gets there: the
    * value decoded from its record (`undefined` as itself), so that a first run sees what a replay sees.
    */
-  #value(call: number, at: string, name: string, value: unknown, signal: AbortSignal, yielded: number): unknown {
+  #value(call: number, at: string, name: string, value: unknown, signal: CallSignal, yielded: number): unknown {
     if (value === undefined) {
       this.#record(call, at, 'u', name, '', signal, yielded);
       return undefined;
@@ -455,7 +438,7 @@ export class Journal {
   }
 
   /** Records a call's result (its encoding checked) at its place `at` (`String(call)`), and gives back what a replay gets (`#value`). */
-  #done(call: number, at: string, name: string, result: unknown, signal: AbortSignal, yielded: number): unknown {
+  #done(call: number, at: string, name: string, result: unknown, signal: CallSignal, yielded: number): unknown {
     let value: unknown;
     try {
       value = this.#value(call, at, name, result, signal, yielded);
@@ -468,7 +451,7 @@ export class Journal {
   }
 
   /** Records a call's failure (a replay throws the same error at the same place), and throws it. */
-  #failed(call: number, at: string, name: string, error: unknown, signal: AbortSignal, yielded: number): never {
+  #failed(call: number, at: string, name: string, error: unknown, signal: CallSignal, yielded: number): never {
     const payload = this.encodeError(error);
     this.#record(call, at, 'e', name, payload, signal, yielded);
     // What a replay throws: the error rebuilt from its record (unless cancelled: nothing is recorded then).
@@ -480,7 +463,7 @@ export class Journal {
    * a body that answers at once (not a thenable) is recorded at once, with no microtask of its own; one that
    * returns a promise is recorded when it settles.
    */
-  run(name: string, body: (call: JournalCall) => unknown, signal: AbortSignal): Promise<unknown> {
+  run(name: string, body: (call: JournalCall) => unknown, signal: CallSignal): Promise<unknown> {
     if (this.#recordedCalls.size > 0) this.#enter();
     const call = ++this.calls;
     // (Its place, made once: the body's key and the record's place.)
@@ -502,7 +485,7 @@ export class Journal {
       let result: unknown;
       let later = false;
       try {
-        result = body({ key: `${this.sid}/${at}`, signal });
+        result = body(new BodyCall(`${this.sid}/${at}`, signal));
         // (Its `then` read here, as `await` would: a getter that throws is the call's failure.)
         later = isThenable(result);
       } catch (error) {
@@ -526,7 +509,7 @@ export class Journal {
   async *stream(
     name: string,
     factory: (call: JournalStreamCall) => AsyncIterable<unknown> | Iterable<unknown>,
-    signal: AbortSignal,
+    signal: CallSignal,
   ): AsyncGenerator<unknown, void, undefined> {
     if (this.#recordedCalls.size > 0) this.#enter();
     const call = ++this.calls;
@@ -552,7 +535,7 @@ export class Journal {
     let i = chunks.length;
     if (this.#inFlight !== null) this.#fresh(() => `chunk ${i} of ${callNamed(this.sid, call, name, true)}`, yielded);
     try {
-      const source = factory({ key: `${this.sid}/${call}`, signal, chunks });
+      const source = factory(new FactoryCall(`${this.sid}/${call}`, signal, chunks));
       if (source === null || typeof source !== 'object' || (!(Symbol.asyncIterator in source) && !(Symbol.iterator in source)))
         throw invalidType(
           `${callNamed(this.sid, call, name, true)}: the factory must return an iterable or async iterable. Received ${describe(source)}`,

@@ -1,6 +1,6 @@
 // One live session of a partition: a key's run of events through one instance of the function.
 import type { Journal, JournalCall, JournalStreamCall } from './journal';
-import { type SessionHooks, type StreamKind, kTaken } from '../../core/protocol';
+import { type CallSignal, type SessionHooks, type StreamKind, kTaken } from '../../core/protocol';
 import { tagStream } from '../../core/stream-list';
 import { cutText, readString, textOf } from '../../text';
 import { type Codec, encodeChecked } from '../common/codec';
@@ -351,13 +351,13 @@ export class Checkpoints implements SessionHooks {
     if (key === DEBOUNCE_TIMER_KEY) throw reservedTimerKeyError('ctx.cancelTimer()');
     return this.#cancel(key);
   }
-  run(name: string, body: (call: JournalCall) => unknown, signal: AbortSignal): Promise<unknown> {
+  run(name: string, body: (call: JournalCall) => unknown, signal: CallSignal): Promise<unknown> {
     return (this.journal as Journal).run(name, body, signal);
   }
   stream(
     name: string,
     factory: (call: JournalStreamCall) => AsyncIterable<unknown> | Iterable<unknown>,
-    signal: AbortSignal,
+    signal: CallSignal,
   ): AsyncIterable<unknown> {
     return (this.journal as Journal).stream(name, factory, signal);
   }
