@@ -32,6 +32,42 @@ test('in-process: ctx.run calls its body with a key per call, ctx.stream iterate
   assert.deepEqual(seen, ['/1', '/3']);
 });
 
+test("the call object's key, signal (the handler's ctx.signal) and chunks are its own: kept by a spread and through a proxy", async () => {
+  const seen = [];
+  /** What a body or factory sees of `call`: its own keys, and whether a spread and a proxy keep ctx.signal. */
+  const look = (call, ctx) =>
+    seen.push([Object.keys(call).join(','), { ...call }.signal === ctx.signal, new Proxy(call, {}).signal === ctx.signal]);
+  const handler = async function* (events, ctx) {
+    for await (const e of events) {
+      const r = await ctx.run('run', (call) => {
+        look(call, ctx);
+        return e;
+      });
+      for await (const c of ctx.stream('stream', (call) => {
+        look(call, ctx);
+        return [c0(call)];
+      }))
+        yield { r, c };
+    }
+  };
+  const c0 = (call) => call.chunks.length;
+  // In-process, and on a durable session.
+  assert.deepEqual(await streamFn(handler).run([1]), [{ r: 1, c: 0 }]);
+  const tw = testWorker(streamFn(handler, { idleTimeout: 60_000 }));
+  tw.send('k', 1);
+  await tw.advance(100);
+  assert.deepEqual(
+    tw.outputs().map((o) => o.value),
+    [{ r: 1, c: 0 }],
+  );
+  await tw.close();
+  const want = [
+    ['key,signal', true, true],
+    ['key,signal,chunks', true, true],
+  ];
+  assert.deepEqual(seen, [...want, ...want]);
+});
+
 test('a crash after a call is committed: the replay gets the recorded result and calls nothing again', async () => {
   let calls = 0;
   const keys = [];

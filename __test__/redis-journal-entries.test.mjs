@@ -101,3 +101,46 @@ test("a commit stores a session's journal records as one field; a checkpoint for
     await worker.close();
   }
 });
+
+test('a call answered after its session ended, or made on a context kept past the end, is recorded nowhere', async () => {
+  const name = fresh('jafter');
+  let late = null;
+  let kept = null;
+  const fn = streamFn(
+    async function* (events, ctx) {
+      for await (const e of events) {
+        if (e.plain) {
+          yield { plain: true };
+          return;
+        }
+        await ctx.run('first', () => 1);
+        // Left running: it answers after the handler returned.
+        ctx.run('late', () => new Promise((resolve) => (late = resolve))).catch(() => {});
+        kept = ctx;
+        yield { done: true };
+        return;
+      }
+    },
+    { idleTimeout: 600_000 },
+  );
+  const producer = redisProducer({ client, name, partitions: 1 });
+  const errors = [];
+  const worker = redisWorker(fn, { client, name, partitions: 1, leaseTtl: 5000, onError: (e) => errors.push(e) });
+  const key = `velo:{${name}:p0}:journal`;
+  try {
+    await producer.send('a', { n: 1 });
+    await eventually(() => worker.stats().outputs >= 1 && late !== null, "a's output");
+    // The end's commit forgets every field of the session: the journal is empty once it is done.
+    await eventually(async () => (await client.hLen(key)) === 0 && worker.stats().sessions === 0, "a's end committed");
+    late('late answer');
+    assert.equal(await kept.run('after', () => 'answer after the end'), 'answer after the end', 'called through');
+    // Another session's commit of the partition, which would carry anything queued since.
+    await producer.send('b', { plain: true });
+    await eventually(() => worker.stats().outputs >= 2, "b's output");
+    await eventually(() => worker.stats().sessions === 0, "b's end committed");
+    assert.deepEqual(await client.hGetAll(key), {}, 'no journal field left for a session that ended');
+  } finally {
+    await worker.close();
+  }
+  assert.deepEqual(errors, []);
+});

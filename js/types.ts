@@ -165,10 +165,7 @@ export interface StreamContext<S = unknown, W = unknown> {
 export interface JournalCall {
   /** `<sid>/<n>`: the session and the call's place in it, the same when a replay runs the body again. */
   readonly key: string;
-  /**
-   * The handler's `ctx.signal`, made when first read (a getter: read it, or destructure it, rather than spread the
-   * call object).
-   */
+  /** The handler's `ctx.signal`. */
   readonly signal: AbortSignal;
 }
 

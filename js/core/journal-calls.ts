@@ -30,17 +30,17 @@ export interface CallSite extends CallSignal {
   nextCall(): number;
 }
 
-/** What a body gets (`JournalCall`): its key, and the handler's signal, made only if the body reads it. */
+/**
+ * What a body gets (`JournalCall`): its key and the handler's signal, own data properties (a body may spread it, or
+ * wrap it in a proxy, and keep both).
+ */
 export class BodyCall implements JournalCall {
-  readonly #site: CallSignal;
+  readonly signal: AbortSignal;
   constructor(
     readonly key: string,
     site: CallSignal,
   ) {
-    this.#site = site;
-  }
-  get signal(): AbortSignal {
-    return this.#site.signal;
+    this.signal = site.signal;
   }
 }
 

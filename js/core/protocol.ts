@@ -30,9 +30,9 @@ export const kTakenEnd = Symbol.for('velo-stream.takenEnd');
 export const kCheckpoint = Symbol.for('velo-stream.checkpoint');
 
 /**
- * A handler's `ctx.signal` as a journaled call needs it: made on first read (an `AbortController` per session, its
- * listener and, at the session's end, its abort cost more than a call), and whether it is aborted, told without
- * making it (true once the handler is cancelled: its signal, made or not, is aborted then).
+ * A handler's `ctx.signal` as a journaled call needs it: the signal (made on first read), and whether it is aborted,
+ * told without making it (true once the handler is cancelled: its signal, made or not, is aborted then), so that
+ * the journal needs no listener on it.
  */
 export interface CallSignal {
   readonly signal: AbortSignal;

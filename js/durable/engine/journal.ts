@@ -173,6 +173,8 @@ export class Journal {
   /** The entry records join (queued, not yet taken by a commit nor cut by a checkpoint call), or null. */
   #open: Segment | null = null;
   #bytes = 0;
+  /** Its session ended (`all`): nothing more is recorded. */
+  #ended = false;
   /**
    * The input (by the count of inputs its handler had taken: `inputs()`) during which its handler last took a
    * recorded result or chunk (a replay's), -1: none. A migrated session's outputs for that input continue the old
@@ -307,7 +309,8 @@ export class Journal {
   }
 
   /**
-   * Queues a record (unless a checkpoint covers its call), within `maxJournalBytes`: in the open entry, or a new one.
+   * Queues a record (unless a checkpoint covers its call, or its session ended), within `maxJournalBytes`: in the
+   * open entry, or a new one.
    * Nothing once the session's signal aborted (`aborted`, told without making the signal): it is being cancelled (a
    * hand-off, a stop), and what its calls answer then (an AbortError, a stream cut short) is not their answer; the
    * next owner calls again.
@@ -321,7 +324,7 @@ export class Journal {
     signal: CallSignal,
     yielded: number,
   ): void {
-    if (call <= this.#covered || signal.aborted) return;
+    if (call <= this.#covered || this.#ended || signal.aborted) return;
     const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
     const limit = this.host.maxJournalBytes;
     if (this.#bytes + size > limit)
@@ -586,8 +589,12 @@ export class Journal {
     return fields;
   }
 
-  /** The session ended: the fields of every entry the log keeps for it. */
+  /**
+   * The session ended: the fields of every entry the log keeps for it. A call made or answered after this (one left
+   * running by its handler, or on a context kept past the end) is recorded nowhere: no commit would forget it.
+   */
   all(): string[] {
+    this.#ended = true;
     const fields = this.#kept.map((entry) => {
       entry.open = false;
       return journalField(this.sid, entry.first);
