@@ -656,3 +656,46 @@ test('migrate after a checkpoint where the new version yields the same outputs: 
   await tw.advance(10_000);
   assertTwoWholeAnswers(tw);
 });
+
+test('migrate where the old version had answered and asked for its next question: nothing in flight, nothing reported', async () => {
+  // v1 answers question 1 (a journaled call, and an output before it or not) and waits for question 2; v2 adopts
+  // the session, which then ends by its idle timeout with no question more. v1's answer stands whole, and no restart
+  // is reported, whether v2 answers alike, words its output otherwise, or yields before the call where v1 did not.
+  const shapes = {
+    same: (version) =>
+      async function* (q, ctx) {
+        yield { q, a: await ctx.run('a', () => 'answer') };
+      },
+    worded: (version) =>
+      async function* (q, ctx) {
+        yield { q, a: await ctx.run('a', () => 'answer'), by: version };
+      },
+    reshaped: (version) =>
+      async function* (q, ctx) {
+        if (version === 'v1') yield { q, head: true };
+        const a = await ctx.run('a', () => 'answer');
+        if (version === 'v2') yield { q, head: true };
+        yield { q, a };
+      },
+  };
+  for (const [shape, answer] of Object.entries(shapes)) {
+    const tw = testWorker(perQuestion(answer('v1')), { version: 'v1', leaseTtl: 3000 });
+    tw.send('k', 1);
+    await tw.advance(100);
+    const v1 = tw.outputs().map((o) => o.value);
+    tw.deploy(perQuestion(answer('v2')), { version: 'v2', migrate: (state) => state });
+    await tw.stop('v1');
+    await tw.advance(120_000);
+    assert.deepEqual(
+      tw.outputs().map((o) => o.value),
+      v1,
+      shape,
+    );
+    assert.deepEqual(
+      tw.errors().map((e) => e.code),
+      [],
+      shape,
+    );
+    await tw.close();
+  }
+});

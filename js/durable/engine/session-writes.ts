@@ -123,7 +123,8 @@ export class SessionWrites<I, O> {
     // (Past a diverged input that an earlier owner answered further than, the records left may be of later inputs.)
     if (!inFlight && (journal.divergedInput !== inputs || (s.writtenBefore !== null && s.writtenBefore.at[0] > place))) return;
     const left = journal.dropLeft();
-    if (!inFlight) return;
+    // (An input the old version answered is over: its outputs stand, and the new version's for it were dropped.)
+    if (!inFlight || s.writtenBefore?.at[2] === true) return;
     const held = (s.held ??= { outputs: [], answeredAt: -1, left: 0 });
     held.answeredAt = yielded;
     held.left = left;

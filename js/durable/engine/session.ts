@@ -485,8 +485,8 @@ export class Session<I, O> implements CheckpointsOwner {
   digest = 0;
   digestInput = -1;
   /**
-   * A migrated session's: the place of the input its old version was answering (`writtenBefore`'s), when that is an
-   * input its handler takes again (-1: none, or outputs placed before any input, of an input its restore does not
+   * A migrated session's: the place of the input of its old version's last output (`writtenBefore`'s: an answer in
+   * flight, unless the old version had asked past it), when that is an input its handler takes again (-1: none, or outputs placed before any input, of an input its restore does not
    * answer again). While set, its handler's asks go to `SessionWrites.answered`.
    */
   readonly inFlightInput: number;
@@ -574,7 +574,8 @@ export class Session<I, O> implements CheckpointsOwner {
     this.writtenBefore = start.writtenBefore;
     // (Outputs placed before any input since its checkpoint were of an input its restore does not answer again.)
     this.inFlightInput = (start.writtenBefore?.at[0] ?? 0) > 0 ? (start.writtenBefore as WrittenMark).at[0] : -1;
-    if (this.inFlightInput >= 0)
+    // (An input the old version answered, its handler past it, is no answer in flight: its outputs stand whole.)
+    if (this.inFlightInput >= 0 && start.writtenBefore?.at[2] !== true)
       this.checkpoints.journal?.answerInFlight(
         this.inFlightInput + this.checkpoints.places.fromInputs,
         (start.writtenBefore as WrittenMark).at[1],
