@@ -332,8 +332,8 @@ class HandlerInput<I> implements AsyncIterableIterator<I> {
 const kHandlerAborted = Symbol('velo.handlerAborted');
 
 /**
- * A context's `CallSite`: its stream's id and signal at each call, its signal made only when read (a class: one
- * shape, fast getters).
+ * A context's `CallSite`: its stream's id and signal at each call, and whether that signal is aborted, told without
+ * making it (a class: one shape, fast getters).
  */
 class ContextSite implements CallSite {
   readonly #stream: HandlerStream<unknown, unknown>;

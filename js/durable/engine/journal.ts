@@ -310,10 +310,9 @@ export class Journal {
 
   /**
    * Queues a record (unless a checkpoint covers its call, or its session ended), within `maxJournalBytes`: in the
-   * open entry, or a new one.
-   * Nothing once the session's signal aborted (`aborted`, told without making the signal): it is being cancelled (a
-   * hand-off, a stop), and what its calls answer then (an AbortError, a stream cut short) is not their answer; the
-   * next owner calls again.
+   * open entry, or a new one. Nothing once the session's signal aborted (`aborted`, told without making the signal):
+   * it is being cancelled (a hand-off, a stop), and what its calls answer then (an AbortError, a stream cut short) is
+   * not their answer; the next owner calls again.
    */
   #record(
     call: number,
