@@ -41,6 +41,10 @@ seedSlices('with journaled calls to services that answer differently on every ca
 // moved past their places, 71495e3): an owner restored from it diverged at its next question's first call, with
 // only its own version's calls made for that question (a release that answers with the old version's first call
 // alone, sim-journal.mjs `shorten`).
+// Seeds 179, 182 and 214 (303, 324, 389 and 390 past the row) catch a restart reported for an answer its old version
+// had ended, its handler past it: taken for an answer in flight, it was reported when the session ended or when the
+// new version lined its calls up against it, though nothing was written again (ca796ce; sim-journal.mjs holds every
+// report to an answer written again).
 seedSlices('with journaled calls and releases deployed mid-answer: one answer per event', {
   from: 1,
   to: 200,

@@ -194,6 +194,25 @@ function tryProblem(event, outs, final) {
 }
 
 /**
+ * An event's outputs as tries: one after each restart (a replay whose calls diverged from the records: the handler
+ * answers again), and one where another version begins its first call anew (its answer not from the journal: written
+ * whole after the old version's partial one, docs/durable/migrate.md). (Outputs name the first version that makes
+ * their calls, so that versions that make them yield the same outputs: an answer begun again is another version's
+ * when it names another, or another version's call made its first answer, `madeBy`.)
+ */
+function triesOf(event, outs) {
+  const tries = [];
+  let begun;
+  for (const [i, o] of outs.entries()) {
+    const begin = begins(event, o) && (o.try ?? 0) === 0 ? `${o.ver} ${madeBy.get(firstAnswer(o))}` : undefined;
+    if (i === 0 || o.restart !== undefined || (begin !== undefined && begin !== begun)) tries.push([]);
+    if (begin !== undefined) begun = begin;
+    tries.at(-1).push(o);
+  }
+  return tries;
+}
+
+/**
  * The journaled answers of `--journal` runs, each event's outputs as read back: exactly one end, the last; tries
  * after a restart (a replay whose calls diverged from the records, only where releases make different calls for the
  * event or an earlier one of its session) each begin with their own calls again, and each try holds one answer in
@@ -237,20 +256,7 @@ export function journalChecks(result, s) {
       const ends = outs.filter((o) => o.done === true).length;
       if (ends !== 1) return `${ends} ends`;
       if (outs.at(-1).done !== true) return 'outputs after its end';
-      // Tries: one after each restart (a replay whose calls diverged from the records: the handler answers again),
-      // and one where another version begins its first call anew (its answer not from the journal: written whole
-      // after the old version's partial one, docs/durable/migrate.md).
-      // (Outputs name the first version that makes their calls, so that versions that make them yield the same
-      // outputs: an answer begun again is another version's when it names another, or another version's call made
-      // its first answer, `madeBy`.)
-      const tries = [];
-      let begun;
-      for (const [i, o] of outs.entries()) {
-        const begin = begins(event, o) && (o.try ?? 0) === 0 ? `${o.ver} ${madeBy.get(firstAnswer(o))}` : undefined;
-        if (i === 0 || o.restart !== undefined || (begin !== undefined && begin !== begun)) tries.push([]);
-        if (begin !== undefined) begun = begin;
-        tries.at(-1).push(o);
-      }
+      const tries = triesOf(event, outs);
       if (outs.some((o) => o.restart !== undefined) && !mayDiverge.has(event.tag))
         return "a restart, though every version makes the same calls for it and its session's events before";
       // With no earlier event moving its places, a replay diverges only on a record of a call made for this question
@@ -277,6 +283,18 @@ export function journalChecks(result, s) {
     })();
     if (problem !== undefined)
       problems.push(`${event.tag}: not one journaled answer: ${problem} (${outs.map(shownJournal).join(' ')})`);
+  }
+  // A restart reported (ERR_VELO_ANSWER_RESTARTED) is an answer written again: some answer of its session has a
+  // try after the first. One reported with none is a report of nothing (an answer its old version had ended, taken
+  // for one in flight: ca796ce).
+  const rewritten = new Set();
+  for (const event of asked)
+    if (triesOf(event, byTag.get(event.tag) ?? []).length > 1) for (const sid of sidsOf.get(event.tag) ?? []) rewritten.add(sid);
+  for (const error of result.errors ?? []) {
+    if (error?.code !== 'ERR_VELO_ANSWER_RESTARTED') continue;
+    const sid = /session "([^"]*)"/.exec(String(error.message))?.[1];
+    if (sid !== undefined && JOURNAL_KEYS.includes(sid.slice(0, sid.lastIndexOf('@'))) && !rewritten.has(sid))
+      problems.push(`${sid}: a restart reported, though none of its answers was written again (${error.message})`);
   }
   return problems;
 }
