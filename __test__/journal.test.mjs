@@ -539,7 +539,7 @@ test('a body that never reads its signal: what it answers after its session is h
   const fn = streamFn(
     async function* (events, ctx) {
       for await (const e of events) {
-        // (No `signal` read: the handler's signal is not made, and the journal still knows the session is cancelled.)
+        // (The body never looks at its signal: the journal knows the session is cancelled without a listener of its own.)
         const answer = await ctx.run('model', () => {
           calls++;
           if (calls === 1) return new Promise((resolve) => (late = () => resolve('stale answer')));
