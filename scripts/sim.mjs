@@ -9,7 +9,7 @@
 // seed's faulty run with its processes' clocks skewed from the log's and drifting (`clockSkewFor`). `--pool-order`
 // applies some of each process's calls late, after calls made since, as Postgres' pool commits (`poolOrderFor`).
 // `--journal` adds keys whose events make journaled calls to services that answer differently on every call
-// (`journalChecks`). `--wide` runs six partitions with keys whose events come at the same times (a process commits
+// (`journalChecks`; without `--versions`, some leave a call running that answers after their session). `--wide` runs six partitions with keys whose events come at the same times (a process commits
 // several partitions at once); `--effects` (with `--postgres`) gives the replay's logs hostile effects
 // (sim-on-postgres.mjs). `--answers` (with `--versions`) adds questions answered in tokens, fewer in a migrating release (`answerChecks`). `--postgres` replays
 // each seed's calm and faulty runs on the Postgres log, on a private postgres, the server's clock pinned to the

@@ -129,8 +129,15 @@ function called(tag, version) {
   callers.set(tag, versions);
 }
 
+/**
+ * The bodies of journaled calls their handlers left running (`input.late`), by key: each answers once a session of
+ * its key next starts (after the session that called it ended, or was taken over), or never.
+ */
+const lateBodies = new Map();
+
 /** A scenario starts: its services count their calls from 0. */
 export function resetServices() {
+  lateBodies.clear();
   served = 0;
   madeBy.clear();
   callers.clear();
@@ -190,6 +197,9 @@ export function scriptHandler({ pause, version, upgrades = false, extra = false,
       state = { count: state.count, took: state.took };
       mark = { ver: version, ...mark };
     }
+    // (The calls earlier sessions of this key left running answer now: their sessions ended or were taken over.)
+    for (const answer of lateBodies.get(ctx.key) ?? []) answer('late');
+    lateBodies.delete(ctx.key);
     for await (const input of events) {
       if (pause !== undefined) await pause(input, ctx.entry);
       if (input.journal === true) {
@@ -272,6 +282,13 @@ export function scriptHandler({ pause, version, upgrades = false, extra = false,
           }
         }
         yield { in: input.tag, answer: got.join(' '), done: true, ...again, ...jmark };
+        // A journaled call the handler does not await, at the same place in every version: its body answers only
+        // after this session, or this owner's run of it, is over (`lateBodies`). What it answers then is recorded
+        // nowhere: no commit would forget it (the simulator's leftovers).
+        if (input.late === true) {
+          const later = (answer) => lateBodies.set(ctx.key, [...(lateBodies.get(ctx.key) ?? []), answer]);
+          ctx.run('late', () => new Promise(later)).catch(() => {});
+        }
         state = { count: state.count + 1, took: [...state.took, input.tag] };
         if (input.checkpoint === true) ctx.checkpoint(version === undefined ? state : { ...state, v: version });
         continue;
