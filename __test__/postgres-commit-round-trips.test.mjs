@@ -1,5 +1,6 @@
 // What a commit sends to Postgres, on a private postgres: without effects one statement (its own transaction), with
-// effects BEGIN, one statement, the effects, COMMIT. Once that statement holds the partition's locks, only the
+// effects one statement that carries its BEGIN (one round trip: `BEGIN+` below), the effects, COMMIT; on a pool whose
+// clients are not node-postgres', BEGIN on its own first. Once that statement holds the partition's locks, only the
 // effects run before the COMMIT: velo-stream's own statements never sit under the idle limit
 // (idle_in_transaction_session_timeout, half a worker's lease), so slow effects under it commit the first time.
 import { test } from 'node:test';
@@ -15,11 +16,13 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const limits = { idleTimeout: 500, maxSessionAge: 0, maxSessionEvents: 0, maxSessionTimers: 10 };
 
 /**
- * A pool that logs every statement sent through it (its own queries and its clients'), as `[where, text]`, and
- * holds each client statement `delay(text)` ms before sending it (a loaded event loop between two statements).
+ * A pool that logs every statement sent through it (its own queries and its clients'), as `[where, text]` (a
+ * statement sent with its transaction's BEGIN as `BEGIN+<text>`), and holds each client statement `delay(text)` ms
+ * before sending it (a loaded event loop between two statements). `wrapped`: its clients are plain objects around
+ * node-postgres' (a pool of another library).
  */
-function loggingPool(delay = () => 0) {
-  const p = postgres.pool({ max: 4 });
+function loggingPool(delay = () => 0, wrapped = false, options = {}) {
+  const p = postgres.pool({ max: 4, ...options });
   const statements = [];
   const query = p.query.bind(p);
   p.query = (config, values) => {
@@ -38,17 +41,26 @@ function loggingPool(delay = () => 0) {
         // (pg-pool's own query() passes a callback: not velo-stream's statement on a client, logged as the pool's.)
         if (typeof values === 'function' || rest.length > 0) return raw(config, values, ...rest);
         const text = typeof config === 'string' ? config : config.text;
-        statements.push(['client', text]);
+        statements.push(['client', config?.beginsTransaction === true ? `BEGIN+${text}` : text, client.processID]);
         const ms = delay(text);
         if (ms > 0) await sleep(ms);
         return raw(config, values);
       };
     }
-    return client;
+    if (!wrapped) return client;
+    return {
+      query: (config, values) => client.query(config, values),
+      release: (destroy) => client.release(destroy),
+      on: (event, listener) => client.on(event, listener),
+      removeListener: (event, listener) => client.removeListener(event, listener),
+    };
   };
   p.statements = statements;
   return p;
 }
+
+const kindsOf = (statements) =>
+  statements.map(([where, text]) => (where === 'effects' ? 'effects' : text.split(/\s/)[0].replace(/;$/, '')));
 
 /** A log with `effects` on `p`, a lease on its partition 0, and two events read: a commit of both sessions' outputs. */
 async function setUp(p, options) {
@@ -86,7 +98,7 @@ async function setUp(p, options) {
   return { space, log, lease, commit, a, b };
 }
 
-test('a commit without effects is one statement, its journal entries too; with effects BEGIN, one statement, the effects, COMMIT', async () => {
+test('a commit without effects is one statement, its journal entries too; with effects one statement with its BEGIN, the effects, COMMIT', async () => {
   const p = loggingPool();
   const plain = await setUp(p, {});
   p.statements.length = 0;
@@ -117,10 +129,10 @@ test('a commit without effects is one statement, its journal entries too; with e
   const result = await fx.log.commit(fx.lease, fx.commit);
   assert.deepEqual(seen, [2]);
   const kinds = p.statements.map(([where, text]) => (where === 'effects' ? 'effects' : text.split(/\s/)[0].replace(/;$/, '')));
-  // velo-stream's statements: BEGIN (and its idle limit: none yet), the commit's one statement, then only the effects
-  // (their SELECT 1), then COMMIT.
-  assert.deepEqual(kinds, ['BEGIN', 'SELECT', 'effects', 'SELECT', 'COMMIT'], JSON.stringify(p.statements));
-  assert.match(p.statements[1][1], /commit_9/);
+  // velo-stream's statements: the commit's one statement with its BEGIN (and the idle limit: none yet) in its round
+  // trip, then only the effects (their SELECT 1), then COMMIT.
+  assert.deepEqual(kinds, ['BEGIN+SELECT', 'effects', 'SELECT', 'COMMIT'], JSON.stringify(p.statements));
+  assert.match(p.statements[0][1], /commit_9/);
   // The commit applied as a whole: b forgotten, a's opening kept, the outputs' ids returned.
   assert.equal(result.ids.length, 2);
   assert.ok(result.ids.every((id) => typeof id === 'string'));
@@ -134,6 +146,63 @@ test('a commit without effects is one statement, its journal entries too; with e
   assert.deepEqual(seen, [2]);
   await fx.log.close();
   await p.end();
+});
+
+test("on a pool whose clients are not node-postgres', a commit with effects sends BEGIN on its own first", async () => {
+  const p = loggingPool(() => 0, true);
+  let calls = 0;
+  const fx = await setUp(p, {
+    effects: async (client) => {
+      calls++;
+      await client.query('SELECT 1');
+    },
+  });
+  p.statements.length = 0;
+  const result = await fx.log.commit(fx.lease, fx.commit);
+  assert.deepEqual(kindsOf(p.statements), ['BEGIN', 'SELECT', 'SELECT', 'COMMIT'], JSON.stringify(p.statements));
+  assert.match(p.statements[1][1], /commit_9/);
+  assert.equal(calls, 1);
+  assert.equal(result.ids.length, 2);
+  assert.deepEqual([...(await fx.log.marks(fx.lease, [fx.a, fx.b])).keys()], [fx.a]);
+  await fx.log.close();
+  await p.end();
+});
+
+test('a commit whose statement fails in the round trip of its BEGIN: nothing written, its connection destroyed, the retry applies', async (t) => {
+  // Another connection holds the lease row: the commit's statement waits for its lock past lock_timeout and fails.
+  // Its connection is destroyed (node-postgres may count its statement prepared though the server dropped it).
+  const p = loggingPool(() => 0, false, { options: '-c lock_timeout=200' });
+  const blocker = postgres.pool({ max: 2 });
+  const held = await blocker.connect();
+  t.after(async () => {
+    held.release(true);
+    await blocker.end();
+    await p.end();
+  });
+  let calls = 0;
+  const fx = await setUp(p, {
+    effects: async () => {
+      calls++;
+    },
+  });
+  t.after(() => fx.log.close());
+  await held.query('BEGIN');
+  await held.query(`SELECT 1 FROM ${SCHEMA}.leases WHERE fn = $1 AND p = 0 FOR UPDATE`, [fx.space.fn]);
+  p.statements.length = 0;
+  await assert.rejects(fx.log.commit(fx.lease, fx.commit), { code: '55P03' });
+  const [, text, pid] = p.statements[0];
+  assert.match(text, /^BEGIN\+SELECT .*commit_9/s);
+  assert.equal(calls, 0, 'no effects');
+  const alive = async () =>
+    (await blocker.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1', [pid])).rows[0].n;
+  for (let i = 0; i < 200 && (await alive()) > 0; i++) await sleep(10);
+  assert.equal(await alive(), 0, 'its connection destroyed');
+  await held.query('ROLLBACK');
+  assert.deepEqual([...(await fx.log.marks(fx.lease, [fx.a, fx.b])).keys()], [], 'nothing written');
+  const done = await fx.log.commit(fx.lease, fx.commit);
+  assert.equal(done.ids.length, 2);
+  assert.equal(calls, 1);
+  assert.deepEqual([...(await fx.log.marks(fx.lease, [fx.a, fx.b])).keys()], [fx.a]);
 });
 
 test("velo-stream's statements never idle under the limit: slow effects under it commit the first time", async () => {
@@ -194,9 +263,6 @@ async function partitionsSetUp(p, n, options) {
   return { space, log, leases, commits };
 }
 
-const kindsOf = (statements) =>
-  statements.map(([where, text]) => (where === 'effects' ? 'effects' : text.split(/\s/)[0].replace(/;$/, '')));
-
 test('commits of several partitions in one turn: one transaction, one statement, one call of the effects, each its ids', async () => {
   const p = loggingPool();
   const seen = [];
@@ -214,8 +280,8 @@ test('commits of several partitions in one turn: one transaction, one statement,
   await other.acquire(2, 'w2', 10_000);
   p.statements.length = 0;
   const results = await Promise.allSettled(fx.commits.map((commit, i) => fx.log.commit(fx.leases[i], commit)));
-  assert.deepEqual(kindsOf(p.statements), ['BEGIN', 'SELECT', 'effects', 'SELECT', 'COMMIT'], JSON.stringify(p.statements));
-  assert.equal(p.statements[1][1].match(/commit_9\(/g).length, 4, 'one call per partition in the one statement');
+  assert.deepEqual(kindsOf(p.statements), ['BEGIN+SELECT', 'effects', 'SELECT', 'COMMIT'], JSON.stringify(p.statements));
+  assert.equal(p.statements[0][1].match(/commit_9\(/g).length, 4, 'one call per partition in the one statement');
   // The written outputs of the partitions committed, in partition order, each partition's in its commit's order.
   assert.deepEqual(seen, [['0:P0a', '0:P0b', '1:P1a', '1:P1b', '3:P3a', '3:P3b']]);
   assert.equal(results[2].status, 'rejected');

@@ -214,7 +214,8 @@ function tracedPool(inner) {
   const record = (config, values, t0, t1, connectMs, via) => {
     const text = typeof config === 'string' ? config : (config?.text ?? '');
     counted.statements++;
-    if (/^BEGIN/.test(text)) counted.transactions++;
+    // (A statement that carries its transaction's BEGIN, in its round trip: velo-stream's on node-postgres.)
+    if (/^BEGIN/.test(text) || config?.beginsTransaction === true) counted.transactions++;
     if (!TRACE) return;
     const vs = typeof config === 'string' ? values : config?.values;
     const kind = kindOf(text);
@@ -244,6 +245,16 @@ function tracedPool(inner) {
     const query = c.query.bind(c);
     c.query = (config, values, ...rest) => {
       const t0 = epochNow();
+      // (A query object of node-postgres' own, velo-stream's first statement with its BEGIN: told by its callback.)
+      if (typeof config?.submit === 'function' && typeof config.callback === 'function') {
+        const callback = config.callback;
+        config.callback = (error, results) => {
+          const kind = record(config, values, t0, epochNow(), 0, 'tx');
+          c.__kinds?.push(kind);
+          callback(error, results);
+        };
+        return query(config, values, ...rest);
+      }
       const q = query(config, values, ...rest);
       if (q && typeof q.then === 'function') {
         const done = () => {

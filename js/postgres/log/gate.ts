@@ -3,6 +3,7 @@
 // without touching the pool). `close()` resolves once nothing is in flight: the user may end the pool right after a
 // worker's close() resolved, and no call of velo-stream meets the ended pool.
 import { workerClosedError } from '../../errors';
+import { RAW_CLIENT } from './begun';
 import { type PgClientLike, type PgPoolLike, type PgResult, RAW_POOL } from './sql';
 
 export class PoolGate {
@@ -30,8 +31,9 @@ export class PoolGate {
           done();
           throw error;
         }
-        // (What velo-stream uses of a client: its release ends the checkout's count.)
-        return {
+        // (What velo-stream uses of a client: its release ends the checkout's count. The client itself, for begun.ts.)
+        const gated: PgClientLike & { [RAW_CLIENT]: PgClientLike } = {
+          [RAW_CLIENT]: client,
           query: (config: never, values?: unknown[]) => client.query(config, values),
           release: (destroy?: boolean | Error) => {
             done();
@@ -40,6 +42,7 @@ export class PoolGate {
           on: (event: never, listener: never) => client.on(event, listener),
           removeListener: (event: never, listener: never) => client.removeListener(event, listener),
         };
+        return gated;
       },
       get options() {
         return raw.options;

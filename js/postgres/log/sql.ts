@@ -3,6 +3,7 @@
 // ids. Every statement is parameterized; the only text spliced into SQL is the schema's name, checked to be a plain
 // identifier (schema.ts) and quoted.
 import { createHash } from 'node:crypto';
+import { type NamedStatement, begunOf, runBegun } from './begun';
 import {
   describe,
   effectsClientError,
@@ -283,10 +284,17 @@ export function run(db: PgClientLike | PgPoolLike, text: string, values: unknown
 /** The default `idleMs` of `transaction`: the longest a transaction of velo-stream waits between its statements, ms. */
 export const IDLE_IN_TRANSACTION_MS = 5000;
 
+/** Why a transaction ended rolled back at its COMMIT. */
+const ROLLED_BACK =
+  'the commit was rolled back: a statement in its transaction failed and the effects callback went on (it caught ' +
+  'the error or did not await the statement); nothing of the commit was written, and it is retried. Let a failed ' +
+  "statement's error propagate, or recover with a savepoint (SAVEPOINT, then ROLLBACK TO SAVEPOINT)";
+
 /**
  * Runs `body` in one transaction on a connection of its own (READ COMMITTED: every owner write locks its lease
  * row first, so the ordering is the row locks'). A refusal (a FencedError, a server error) rolls back and gives the
- * connection back; a connection whose BEGIN or ROLLBACK failed is destroyed, not given back.
+ * connection back; a connection whose BEGIN (or the first statement sent with it) or ROLLBACK failed is destroyed,
+ * not given back. On node-postgres the BEGIN goes with `body`'s first statement, in its round trip (begun.ts).
  *
  * `idleMs` (0: none) bounds the time the transaction may wait between statements (`SET LOCAL
  * idle_in_transaction_session_timeout`): a process paused in the middle of one (SIGSTOP, a VM frozen) holds its row
@@ -295,12 +303,6 @@ export const IDLE_IN_TRANSACTION_MS = 5000;
  * `beginIdleMs` (0: none) is the limit set at BEGIN, when `body`'s first statement sets `idleMs` itself once it
  * holds its locks (a commit with effects: commit_9).
  */
-/** Why a transaction ended rolled back at its COMMIT. */
-const ROLLED_BACK =
-  'the commit was rolled back: a statement in its transaction failed and the effects callback went on (it caught ' +
-  'the error or did not await the statement); nothing of the commit was written, and it is retried. Let a failed ' +
-  "statement's error propagate, or recover with a savepoint (SAVEPOINT, then ROLLBACK TO SAVEPOINT)";
-
 export async function transaction<T>(
   pool: PgPoolLike,
   body: (client: PgClientLike) => Promise<T>,
@@ -315,35 +317,81 @@ export async function transaction<T>(
   let lost: Error | undefined;
   const onError = (error: Error) => (lost ??= error);
   client.on('error', onError);
-  try {
-    // (One round trip: a simple query may hold two statements; the value is an integer checked by the callers.)
-    await client.query(
-      idleMs > 0 ? `BEGIN; SET LOCAL idle_in_transaction_session_timeout = ${Math.trunc(beginIdleMs)}` : 'BEGIN',
-    );
-  } catch (error) {
-    client.removeListener('error', onError);
-    client.release(error as Error);
-    throw error;
-  }
+  // (The value is an integer checked by the callers.)
+  const lead = idleMs > 0 ? ['BEGIN', `SET LOCAL idle_in_transaction_session_timeout = ${Math.trunc(beginIdleMs)}`] : ['BEGIN'];
   let broken: Error | undefined;
+  const Begun = begunOf(client);
+  let tx = client;
+  if (Begun !== null) tx = begunFirst(client, Begun, lead, (error) => (broken = error));
+  else {
+    try {
+      // (One round trip: a simple query may hold two statements.)
+      await client.query(lead.join('; '));
+    } catch (error) {
+      client.removeListener('error', onError);
+      client.release(error as Error);
+      throw error;
+    }
+  }
   try {
-    const value = await body(client);
+    const value = await body(tx);
     // A transaction in which a statement failed ends rolled back at COMMIT, with no error, its tag ROLLBACK. Only
     // a failure the body went on after (an effects callback that caught it, or did not await it) leaves it so.
     if ((await client.query('COMMIT')).command === 'ROLLBACK') throw effectsClientError(ROLLED_BACK);
     return value;
   } catch (error) {
-    // (After a failed COMMIT the server has ended the transaction: the ROLLBACK only warns.)
-    try {
-      await client.query('ROLLBACK');
-    } catch (rollback) {
-      broken = rollback as Error;
+    // (After a failed COMMIT the server has ended the transaction: the ROLLBACK only warns. A connection to be
+    // destroyed needs none: the server rolls back what its session leaves.)
+    if (broken === undefined) {
+      try {
+        await client.query('ROLLBACK');
+      } catch (rollback) {
+        broken = rollback as Error;
+      }
     }
     throw idleEnded(lost, error, idleMs) ?? error;
   } finally {
     client.removeListener('error', onError);
     client.release(broken ?? lost);
   }
+}
+
+/**
+ * `client` for a transaction's body, its first statement sent after `lead` (BEGIN) in one round trip when it is
+ * named (velo-stream's), else after `lead` on its own; `failed` is told when that round trip fails (the connection
+ * is then destroyed: begun.ts).
+ */
+function begunFirst(
+  client: PgClientLike,
+  Begun: NonNullable<ReturnType<typeof begunOf>>,
+  lead: readonly string[],
+  failed: (error: Error) => void,
+): PgClientLike {
+  let begun = false;
+  const query = (config: unknown, values?: unknown[]): Promise<PgResult> => {
+    if (begun) return client.query(config as never, values);
+    begun = true;
+    const named = config as Partial<NamedStatement> | null;
+    if (typeof named?.name === 'string' && typeof named.text === 'string' && values === undefined) {
+      return runBegun<PgResult>(client, Begun, lead, named as NamedStatement).catch((error: unknown) => {
+        failed(error as Error);
+        throw error;
+      });
+    }
+    return client.query(lead.join('; ')).then(
+      () => client.query(config as never, values),
+      (error: unknown) => {
+        failed(error as Error);
+        throw error;
+      },
+    );
+  };
+  return {
+    query,
+    release: (destroy?: boolean | Error) => client.release(destroy),
+    on: (event: never, listener: never) => client.on(event, listener),
+    removeListener: (event: never, listener: never) => client.removeListener(event, listener),
+  };
 }
 
 /**
