@@ -13,7 +13,7 @@
 // The handler changes each chunk it gets once read: a replayed chunk that was the same object as the one the model
 // is handed back in `chunks` made the model continue another answer (49 of seeds 1-100 fail with it shared).
 // Some events' handlers leave a journaled call running at their end, answered only after their session ended or was
-// taken over (`late`, this row only). With the journal recording after its session's end (e221d9c reverted), 151 of
+// taken over (`late`, this row only). With the journal recording after its session's end (e221d9c reverted), 143 of
 // seeds 1-400 fail: its entry is never forgotten (`left journal`). With the record of a cancelled session's call
 // (`aborted` in Journal.#record) not refused, seeds 49, 72, 145 and 155 of the second row fail: an answer never ended.
 import { seedSlices } from './helpers/sim-slices.mjs';

@@ -197,9 +197,11 @@ export function scriptHandler({ pause, version, upgrades = false, extra = false,
       state = { count: state.count, took: state.took };
       mark = { ver: version, ...mark };
     }
-    // (The calls earlier sessions of this key left running answer now: their sessions ended or were taken over.)
-    for (const answer of lateBodies.get(ctx.key) ?? []) answer('late');
-    lateBodies.delete(ctx.key);
+    // (The calls earlier sessions of this key left running answer now: their sessions ended or were taken over. A
+    // session's id is `<key>@<its first entry>`.)
+    const key = ctx.id.slice(0, ctx.id.lastIndexOf('@'));
+    for (const answer of lateBodies.get(key) ?? []) answer('late');
+    lateBodies.delete(key);
     for await (const input of events) {
       if (pause !== undefined) await pause(input, ctx.entry);
       if (input.journal === true) {
@@ -286,7 +288,7 @@ export function scriptHandler({ pause, version, upgrades = false, extra = false,
         // after this session, or this owner's run of it, is over (`lateBodies`). What it answers then is recorded
         // nowhere: no commit would forget it (the simulator's leftovers).
         if (input.late === true) {
-          const later = (answer) => lateBodies.set(ctx.key, [...(lateBodies.get(ctx.key) ?? []), answer]);
+          const later = (answer) => lateBodies.set(key, [...(lateBodies.get(key) ?? []), answer]);
           ctx.run('late', () => new Promise(later)).catch(() => {});
         }
         state = { count: state.count + 1, took: [...state.took, input.tag] };
