@@ -198,8 +198,8 @@ export function scriptHandler({ pause, version, upgrades = false, extra = false,
       mark = { ver: version, ...mark };
     }
     // (The calls earlier sessions of this key left running answer now: their sessions ended or were taken over. A
-    // session's id is `<key>@<its first entry>`.)
-    const key = ctx.id.slice(0, ctx.id.lastIndexOf('@'));
+    // session's id is `<key>@<its first entry>`; a context made by hand may have none.)
+    const key = typeof ctx.id === 'string' ? ctx.id.slice(0, ctx.id.lastIndexOf('@')) : undefined;
     for (const answer of lateBodies.get(key) ?? []) answer('late');
     lateBodies.delete(key);
     for await (const input of events) {
