@@ -5,7 +5,7 @@
 // (idle_in_transaction_session_timeout, half a worker's lease), so slow effects under it commit the first time.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { PgLog, appendEventsPg, outputEntriesPg, preparePg } from '#testing';
+import { PgLog, appendEventsPg, outputEntriesPg, preparePg, transaction } from '#testing';
 import { fresh } from './helpers/redis-suite.mjs';
 import { postgres, usePostgres } from './helpers/postgres-suite.mjs';
 
@@ -203,6 +203,60 @@ test('a commit whose statement fails in the round trip of its BEGIN: nothing wri
   assert.equal(done.ids.length, 2);
   assert.equal(calls, 1);
   assert.deepEqual([...(await fx.log.marks(fx.lease, [fx.a, fx.b])).keys()], [fx.a]);
+});
+
+test('a transaction whose first statement is not a named one sends its BEGIN on its own first; a failed BEGIN destroys the connection', async (t) => {
+  // Every transaction of velo-stream starts with a named statement (BEGIN goes in its round trip); one that starts
+  // with a text or with parameters sends BEGIN and its idle limit as one simple query, then the statement. The BEGIN
+  // is held 300 ms before it is sent when `hold` is set.
+  let hold = false;
+  const p = loggingPool((text) => (hold && text.startsWith('BEGIN;') ? 300 : 0));
+  t.after(() => p.end());
+  const seen = await transaction(
+    p,
+    async (client) => {
+      const one = await client.query('SELECT 1 AS one');
+      const two = await client.query({ text: 'SELECT $1::int AS two', values: [2] });
+      const limit = await client.query('SHOW idle_in_transaction_session_timeout');
+      return [one.rows[0].one, two.rows[0].two, limit.rows[0].idle_in_transaction_session_timeout];
+    },
+    700,
+  );
+  assert.deepEqual(seen, [1, 2, '700ms']);
+  assert.deepEqual(
+    p.statements.map(([, text]) => text),
+    [
+      'BEGIN; SET LOCAL idle_in_transaction_session_timeout = 700',
+      'SELECT 1 AS one',
+      'SELECT $1::int AS two',
+      'SHOW idle_in_transaction_session_timeout',
+      'COMMIT',
+    ],
+  );
+  // Its BEGIN fails (the connection's server process is ended while the BEGIN is held): the body's first statement,
+  // which the BEGIN goes before, fails with it and is never sent; the connection is destroyed, not given back.
+  p.statements.length = 0;
+  hold = true;
+  const killer = postgres.pool({ max: 1 });
+  t.after(() => killer.end());
+  let failed;
+  const ended = transaction(p, async (client) => {
+    await client.query('SELECT 1').catch((error) => {
+      failed = error;
+      throw error;
+    });
+  });
+  for (let i = 0; i < 100 && p.statements.length === 0; i++) await sleep(2);
+  const [, text, pid] = p.statements[0];
+  assert.match(text, /^BEGIN;/);
+  await killer.query('SELECT pg_terminate_backend($1)', [pid]);
+  await assert.rejects(ended, (error) => error === failed);
+  assert.deepEqual(
+    p.statements.map(([, sent]) => sent.split(/[\s;]/)[0]),
+    ['BEGIN'],
+    'no statement after the BEGIN',
+  );
+  assert.equal(p.totalCount, 0, 'the connection destroyed');
 });
 
 test("velo-stream's statements never idle under the limit: slow effects under it commit the first time", async () => {

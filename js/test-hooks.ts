@@ -26,6 +26,8 @@ export { simBounds, simulate, takeoverWithin } from './durable/testing/simulator
 export { heldBounds } from './durable/engine/held-entries';
 // The Postgres log, for the contract test that holds it to the Redis and in-memory ones.
 export { PgLog, appendEventsManyPg, appendEventsPg, endsPg, outputEntriesPg, preparePg } from './postgres/log/pg-log';
+// A transaction of velo-stream on Postgres, for its statements as sent when the first is not velo-stream's own.
+export { transaction } from './postgres/log/sql';
 // A partition's run and what its host needs, for the tests that drive the engine on a log (Postgres, in-memory).
 export { PartitionRun } from './durable/engine/partition-run';
 export { newCounters } from './durable/engine/partition-host';
