@@ -250,7 +250,9 @@ test('a transaction whose first statement is not a named one sends its BEGIN on 
   const [, text, pid] = p.statements[0];
   assert.match(text, /^BEGIN;/);
   await killer.query('SELECT pg_terminate_backend($1)', [pid]);
-  await assert.rejects(ended, (error) => error === failed);
+  // (The transaction fails with the connection's own error, which has the server's code: 57P01, terminated.)
+  await assert.rejects(ended, { code: '57P01' });
+  assert.ok(failed instanceof Error, 'the body saw its statement fail');
   assert.deepEqual(
     p.statements.map(([, sent]) => sent.split(/[\s;]/)[0]),
     ['BEGIN'],
@@ -283,11 +285,50 @@ test("velo-stream's statements never idle under the limit: slow effects under it
       await sleep(600);
     },
   });
+  p.statements.length = 0;
   await assert.rejects(slow.log.commit(slow.lease, slow.commit), { code: 'ERR_VELO_TRANSACTION_IDLE' });
+  // Its connection ended by the server under it gets no statement more: no COMMIT, no ROLLBACK.
+  assert.deepEqual(kindsOf(p.statements), ['BEGIN+SELECT'], JSON.stringify(p.statements));
   assert.deepEqual([...(await slow.log.marks(slow.lease, [slow.a, slow.b])).keys()], []);
   await fx.log.close();
   await slow.log.close();
   await p.end();
+});
+
+test("a commit whose connection the server ends under its effects fails with the server's code, and sends nothing more", async (t) => {
+  const p = loggingPool();
+  const killer = postgres.pool({ max: 1 });
+  t.after(async () => {
+    await killer.end();
+    await p.end();
+  });
+  let calls = 0;
+  const fx = await setUp(p, {
+    effects: async (client) => {
+      if (calls++ > 0) return;
+      // The first time: its server process is terminated, the client hears of it, and the effects go on.
+      const [, , pid] = p.statements.find(([where]) => where === 'client');
+      await killer.query('SELECT pg_terminate_backend($1)', [pid]);
+      for (let i = 0; i < 200 && !lost; i++) await sleep(5);
+      await client.query('SELECT 1');
+    },
+  });
+  let lost = false;
+  const connect = p.connect.bind(p);
+  p.connect = async (...args) => {
+    const client = await connect(...args);
+    if (typeof client?.on === 'function') client.on('error', () => (lost = true));
+    return client;
+  };
+  t.after(() => fx.log.close());
+  p.statements.length = 0;
+  await assert.rejects(fx.log.commit(fx.lease, fx.commit), { code: '57P01' });
+  assert.ok(lost, 'the client heard of it first');
+  assert.deepEqual(kindsOf(p.statements), ['BEGIN+SELECT'], JSON.stringify(p.statements));
+  assert.deepEqual([...(await fx.log.marks(fx.lease, [fx.a, fx.b])).keys()], [], 'nothing written');
+  const done = await fx.log.commit(fx.lease, fx.commit);
+  assert.equal(done.ids.length, 2);
+  assert.equal(calls, 2);
 });
 
 /** A log with `effects` on `p` over `n` partitions, each leased, one event each read: a commit per partition. */

@@ -63,6 +63,9 @@ test('which statements the effects client refuses: transaction control, not save
     "PREPARE TRANSACTION 'x'",
     'SELECT 1; ROLLBACK',
     'ROLLBACK AND CHAIN',
+    'ROLLBACK /* to */ AND CHAIN',
+    'START /* c */ TRANSACTION',
+    'rollback -- to\n',
     '/* a /* nested */ comment */ begin',
     "SELECT 'it''s'; commit",
     'SELECT $f$ ; end $f$; END',
@@ -75,6 +78,9 @@ test('which statements the effects client refuses: transaction control, not save
     'RELEASE SAVEPOINT a',
     'ROLLBACK TO SAVEPOINT a',
     'rollback to a',
+    'ROLLBACK /*c*/ TO a',
+    'ROLLBACK WORK -- c\n TO SAVEPOINT a',
+    'rollback/* x */transaction/* y */to a',
     'INSERT INTO t VALUES (1)',
     'SELECT begin_at FROM t',
     'UPDATE ending SET x = 1',
@@ -90,6 +96,7 @@ test('which statements the effects client refuses: transaction control, not save
   ]) {
     assert.equal(controlStatement(text), undefined, text);
   }
+  assert.equal(controlStatement('START /* c */ TRANSACTION'), 'START TRANSACTION');
 });
 
 test('a ROLLBACK in effects is refused (ERR_VELO_EFFECTS_CLIENT): the commit is retried, no output lost', async () => {
@@ -117,7 +124,7 @@ test('a ROLLBACK in effects is refused (ERR_VELO_EFFECTS_CLIENT): the commit is 
   assert.equal(errors[0].code, 'ERR_VELO_EFFECTS_CLIENT');
 });
 
-test('a call on the effects client after the callback returned is refused; savepoints work', async () => {
+test('a call on the effects client after the callback returned is refused; savepoints work, a config object with its values too', async () => {
   const name = 'fx_leak';
   const late = [];
   const errors = await run(
@@ -126,8 +133,9 @@ test('a call on the effects client after the callback returned is refused; savep
       for (const o of written) {
         await tx.query('SAVEPOINT one');
         await tx.query('INSERT INTO fx_ledger (fn, key, n, total) VALUES ($1, $2, -1, -1)', [name, o.key]);
-        await tx.query('ROLLBACK TO SAVEPOINT one');
-        await tx.query('INSERT INTO fx_ledger (fn, key, n, total) VALUES ($1, $2, $3, $4)', [
+        await tx.query('ROLLBACK /* the -1 row */ TO SAVEPOINT one');
+        // (A config object and its values apart, as node-postgres takes them.)
+        await tx.query({ text: 'INSERT INTO fx_ledger (fn, key, n, total) VALUES ($1, $2, $3, $4)' }, [
           name,
           o.key,
           o.value.n,

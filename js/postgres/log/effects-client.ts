@@ -6,9 +6,13 @@
 import { effectsClientError } from '../../errors';
 import type { PgClientLike, PgResult } from './sql';
 
-/** A transaction-control statement's start (ROLLBACK TO, a savepoint's, is not one). */
-const CONTROL =
-  /^(?:begin|start\s+transaction|commit|end|abort|prepare\s+transaction|rollback(?!\s+(?:work\s+|transaction\s+)?to\b))\b/i;
+/** Space between two words of a statement: white space and comments (`--` to the line's end, `/* *\/`). */
+const GAP = String.raw`(?:\s|--[^\n]*(?:\n|$)|/\*[\s\S]*?\*/)+`;
+/** A transaction-control statement's start (ROLLBACK TO, a savepoint's, is not one, comments between its words too). */
+const CONTROL = new RegExp(
+  String.raw`^(?:begin|start${GAP}transaction|commit|end|abort|prepare${GAP}transaction|rollback(?!${GAP}(?:(?:work|transaction)${GAP})?to\b))\b`,
+  'i',
+);
 
 /**
  * The statements of `text` as Postgres splits them: at each `;` outside quoted text ('...' with '' inside, E'...'
@@ -85,7 +89,7 @@ export function statements(text: string): string[] {
 export function controlStatement(text: string): string | undefined {
   for (const statement of statements(text)) {
     const m = CONTROL.exec(statement);
-    if (m !== null) return m[0].toUpperCase();
+    if (m !== null) return m[0].replace(new RegExp(GAP, 'g'), ' ').toUpperCase();
   }
   return undefined;
 }
@@ -110,7 +114,7 @@ export function effectsClient(client: PgClientLike): { client: Pick<PgClientLike
         ),
       );
     }
-    return typeof config === 'string' ? client.query(config, values) : client.query(config);
+    return values === undefined ? client.query(config as string) : client.query(config as string, values);
   };
   return {
     client: { query },

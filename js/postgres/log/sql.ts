@@ -321,9 +321,14 @@ export async function transaction<T>(
   const lead = idleMs > 0 ? ['BEGIN', `SET LOCAL idle_in_transaction_session_timeout = ${Math.trunc(beginIdleMs)}`] : ['BEGIN'];
   let broken: Error | undefined;
   const Begun = begunOf(client);
-  let tx = client;
-  if (Begun !== null) tx = begunFirst(client, Begun, lead, (error) => (broken = error));
-  else {
+  const tx = transactionClient(
+    client,
+    Begun,
+    lead,
+    (error) => (broken = error),
+    () => lost,
+  );
+  if (Begun === null) {
     try {
       // (One round trip: a simple query may hold two statements.)
       await client.query(lead.join('; '));
@@ -335,6 +340,9 @@ export async function transaction<T>(
   }
   try {
     const value = await body(tx);
+    // A connection that reported an error (the server ended its session) gets no statement more: its transaction
+    // is gone, and a client may fail badly on one (pg.native has crashed).
+    if (lost !== undefined) throw lost;
     // A transaction in which a statement failed ends rolled back at COMMIT, with no error, its tag ROLLBACK. Only
     // a failure the body went on after (an effects callback that caught it, or did not await it) leaves it so.
     if ((await client.query('COMMIT')).command === 'ROLLBACK') throw effectsClientError(ROLLED_BACK);
@@ -342,14 +350,14 @@ export async function transaction<T>(
   } catch (error) {
     // (After a failed COMMIT the server has ended the transaction: the ROLLBACK only warns. A connection to be
     // destroyed needs none: the server rolls back what its session leaves.)
-    if (broken === undefined) {
+    if (broken === undefined && lost === undefined) {
       try {
         await client.query('ROLLBACK');
       } catch (rollback) {
         broken = rollback as Error;
       }
     }
-    throw idleEnded(lost, error, idleMs) ?? error;
+    throw idleEnded(lost, error, idleMs) ?? coded(error, lost);
   } finally {
     client.removeListener('error', onError);
     client.release(broken ?? lost);
@@ -357,22 +365,27 @@ export async function transaction<T>(
 }
 
 /**
- * `client` for a transaction's body, its first statement sent after `lead` (BEGIN) in one round trip when it is
- * named (velo-stream's), else after `lead` on its own; `failed` is told when that round trip fails (the connection
- * is then destroyed: begun.ts).
+ * `client` for a transaction's body: its first statement sent after `lead` (BEGIN) in one round trip when it is
+ * named (velo-stream's) on node-postgres (`Begun`), else after `lead` on its own (`Begun` null: `lead` was sent
+ * already); `failed` is told when that round trip fails (the connection is then destroyed: begun.ts). Once the
+ * connection reported an error (`lost`: the server ended its session), no statement is sent on it: each fails with
+ * that error.
  */
-function begunFirst(
+function transactionClient(
   client: PgClientLike,
-  Begun: NonNullable<ReturnType<typeof begunOf>>,
+  Begun: ReturnType<typeof begunOf>,
   lead: readonly string[],
   failed: (error: Error) => void,
+  lost: () => Error | undefined,
 ): PgClientLike {
-  let begun = false;
+  let begun = Begun === null;
   const query = (config: unknown, values?: unknown[]): Promise<PgResult> => {
+    const gone = lost();
+    if (gone !== undefined) return Promise.reject(gone);
     if (begun) return client.query(config as never, values);
     begun = true;
     const named = config as Partial<NamedStatement> | null;
-    if (typeof named?.name === 'string' && typeof named.text === 'string' && values === undefined) {
+    if (Begun !== null && typeof named?.name === 'string' && typeof named.text === 'string' && values === undefined) {
       return runBegun<PgResult>(client, Begun, lead, named as NamedStatement).catch((error: unknown) => {
         failed(error as Error);
         throw error;
@@ -392,6 +405,15 @@ function begunFirst(
     on: (event: never, listener: never) => client.on(event, listener),
     removeListener: (event: never, listener: never) => client.removeListener(event, listener),
   };
+}
+
+/**
+ * The error a transaction fails with: `error`, or, when it has no code and the connection reported one of its own
+ * (`lost`: the server ended the session, 57P01 for one terminated), that one, which says why.
+ */
+function coded(error: unknown, lost: Error | undefined): unknown {
+  if (lost === undefined || typeof (error as { code?: unknown } | null)?.code === 'string') return error;
+  return typeof (lost as { code?: unknown }).code === 'string' ? lost : error;
 }
 
 /**
