@@ -97,6 +97,12 @@ test('which statements the effects client refuses: transaction control, not save
     assert.equal(controlStatement(text), undefined, text);
   }
   assert.equal(controlStatement('START /* c */ TRANSACTION'), 'START TRANSACTION');
+  // Long runs of comments or space between the words, closed or not, are read in one pass (no backtracking at length).
+  assert.equal(controlStatement(`start ${'/**/'.repeat(50_000)}`), undefined);
+  assert.equal(controlStatement(`start ${'/**/'.repeat(50_000)} transaction`), 'START TRANSACTION');
+  assert.equal(controlStatement(`rollback ${'/* '.repeat(50_000)}`), 'ROLLBACK');
+  assert.equal(controlStatement(`rollback${' '.repeat(200_000)}x`), 'ROLLBACK');
+  assert.equal(controlStatement(`rollback ${'/* x */ -- y\n'.repeat(20_000)}to a`), undefined);
 });
 
 test('a ROLLBACK in effects is refused (ERR_VELO_EFFECTS_CLIENT): the commit is retried, no output lost', async () => {

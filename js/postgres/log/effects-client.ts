@@ -6,8 +6,11 @@
 import { effectsClientError } from '../../errors';
 import type { PgClientLike, PgResult } from './sql';
 
-/** Space between two words of a statement: white space and comments (`--` to the line's end, `/* *\/`). */
-const GAP = String.raw`(?:\s|--[^\n]*(?:\n|$)|/\*[\s\S]*?\*/)+`;
+/**
+ * Space between two words of a statement: white space and comments (`--` to the line's end, `/* *\/`, not nested).
+ * Each comment matches one way only (it ends at its first `*\/`): no input makes the match backtrack at length.
+ */
+const GAP = String.raw`(?:\s|--[^\n]*(?:\n|$)|/\*[^*]*\*+(?:[^/*][^*]*\*+)*/)+`;
 /** A transaction-control statement's start (ROLLBACK TO, a savepoint's, is not one, comments between its words too). */
 const CONTROL = new RegExp(
   String.raw`^(?:begin|start${GAP}transaction|commit|end|abort|prepare${GAP}transaction|rollback(?!${GAP}(?:(?:work|transaction)${GAP})?to\b))\b`,
