@@ -222,3 +222,45 @@ test('one connection is not a pool: a pg.Client or a checked-out client refused 
     await worker.close();
   }
 });
+
+test("a pool of pg.native's clients is refused at its first transaction (ERR_INVALID_ARG_VALUE); nothing is sent on them", async () => {
+  const shared = { schema: 'velo_native_pool', name: 'tot', partitions: 1 };
+  const p = postgres.pool({ max: 4 });
+  // pg.native's client talks through libpq (`client.native`): these stand in for its clients and count what they are
+  // sent; the pool's own query() (a statement on a connection it picks) goes to node-postgres' clients.
+  let sent = 0;
+  let released = 0;
+  const native = {
+    query: (...a) => p.query(...a),
+    connect: async () => ({
+      native: { query() {} },
+      query: async () => {
+        sent++;
+        throw new Error('sent on a native client');
+      },
+      release: () => void released++,
+      on() {},
+      off() {},
+      removeListener() {},
+    }),
+  };
+  const refused = (error) => {
+    const e = error.cause ?? error;
+    assert.equal(e.code, 'ERR_INVALID_ARG_VALUE');
+    assert.match(e.message, /pg\.native's \(libpq\), which velo-stream does not support/);
+    return true;
+  };
+  await assert.rejects(postgresProducer({ ...shared, pool: native }).sendMany([['a', { n: 1 }]]), refused);
+  const errors = [];
+  const worker = postgresWorker(totals({ idleTimeout: 0 }), { ...shared, pool: native, onError: (e) => errors.push(e) });
+  try {
+    await until(async () => errors.length > 0, 'the worker reports the refusal');
+    refused(errors[0]);
+  } finally {
+    await worker.close().catch(() => {});
+  }
+  assert.equal(sent, 0, 'no statement sent on a native client');
+  assert.ok(released >= 2, `each native client given back (${released})`);
+  // node-postgres' own clients run as before.
+  await postgresProducer({ ...shared, pool: p }).sendMany([['a', { n: 1 }]]);
+});

@@ -248,7 +248,20 @@ function checkedOut(client: PgClientLike): PgClientLike {
       `The pool's connect() gave ${describe(client)}, not a client with release(): the pool is a single connection (a pg.Client), not a pool. Pass a pg.Pool.`,
     );
   }
+  if (isNativeClient(client)) {
+    // Given back unused: nothing of velo-stream is sent on it.
+    client.release();
+    throw invalidValue(
+      "The pool's connections are pg.native's (libpq), which velo-stream does not support: a connection the server ends (an idle limit, pg_terminate_backend, a restart) can crash the process or leave a statement unanswered. Pass a pool of node-postgres' own client (new pg.Pool()).",
+    );
+  }
   return client;
+}
+
+/** Whether `client` is pg.native's: it talks to the server through libpq (`client.native`), not a socket of its own. */
+function isNativeClient(client: object): boolean {
+  const native = (client as { native?: unknown }).native;
+  return native !== null && typeof native === 'object' && typeof (native as { query?: unknown }).query === 'function';
 }
 
 /** The server's clock, ms since the epoch (floored, as Redis' TIME is read): every expiry and entry id uses it. */
