@@ -161,28 +161,48 @@ export const TOO_LARGE: unique symbol = Symbol('too large');
 
 /** Bytes of text the copy in progress may still take (counted low: each value at least its shortest text). */
 let room = 0;
+/** Whether the copy in progress has a key that is the bytes' tag (decoding its text may give a Buffer there). */
+let tagged = false;
 
 /**
  * What `jsonCodec` decodes `value`'s encoding to, made without the text, for plain data: null, booleans, strings,
  * numbers (finite; -0 as 0, others as null, as JSON has them), arrays and objects (of `Array.prototype`,
  * `Object.prototype` or none), without a `toJSON`, nested at most 64 deep; properties as JSON takes them (own,
  * enumerable, by string key, each read once; undefined, a function or a symbol left out, or null in an array), and
- * made as JSON makes them (own data properties: a key the copy's prototype holds other than as a plain writable value,
- * `__proto__` among them, goes the text way). Anything else (a Buffer, a Date, a class's instance, a BigInt) gives
- * `NOT_PLAIN`: encode and decode then. A value whose text would pass `limit` bytes gives `TOO_LARGE`, found before
- * it is all copied (shared objects are copied per place, as their text repeats them); a string alone never does.
- * A copy, not `value`: what the caller does to it later does not reach the value a replay decodes, nor the reverse.
+ * made as JSON makes them (an object's as own data properties, in JSON's order, whatever its prototype holds; an
+ * array's index its prototype holds goes the text way). Anything else (a Buffer, a Date, a class's instance, a
+ * BigInt) gives `NOT_PLAIN`: encode and decode then. A value whose text would pass `limit` bytes gives `TOO_LARGE`,
+ * found before it is all copied (shared objects are copied per place, as their text repeats them); a string alone
+ * never does. A copy, not `value`: what the caller does to it later does not reach the value a replay decodes, nor
+ * the reverse. `plainCopy.tagged`: a key of the copy is the bytes' tag, so that decoding its text may give a Buffer
+ * where the copy has an object (decode the text then).
  */
 export function plainCopy(value: unknown, limit: number): unknown {
   // (A string alone: its text, made at once, says its exact bytes.)
-  if (typeof value === 'string') return value;
+  if (typeof value === 'string') {
+    plainCopy.tagged = false;
+    return value;
+  }
+  // (A getter read by the copy may copy another value meanwhile: the walk's state is put back after.)
+  const outerRoom = room;
+  const outerTagged = tagged;
   room = limit;
-  const copy = copyOf(value, 0);
-  plainCopy.atLeast = copy === TOO_LARGE ? limit - room : 0;
+  tagged = false;
+  let copy: unknown;
+  try {
+    copy = copyOf(value, 0);
+    plainCopy.atLeast = copy === TOO_LARGE ? limit - room : 0;
+    plainCopy.tagged = tagged;
+  } finally {
+    room = outerRoom;
+    tagged = outerTagged;
+  }
   return copy;
 }
 /** After `TOO_LARGE`: the fewest bytes the value's text takes (more than the limit). */
 plainCopy.atLeast = 0;
+/** After a copy: whether a key of it is the bytes' tag. */
+plainCopy.tagged = false;
 
 function copyOf(value: unknown, depth: number): unknown {
   switch (typeof value) {
@@ -242,37 +262,44 @@ function copyOf(value: unknown, depth: number): unknown {
   }
   if ((proto !== Object.prototype && proto !== null) || typeof (value as { toJSON?: unknown }).toJSON === 'function')
     return NOT_PLAIN;
+  // Its own enumerable properties, each read once, as own data properties (as JSON.parse defines them: no setter of
+  // the prototype's runs), in JSON's order; then each value made as JSON makes it, in place.
+  const out: Record<string | symbol, unknown> = { ...value };
   // Its braces, less the comma its keys count one too many.
   room -= 1;
-  const out: Record<string, unknown> = {};
-  for (const key of Object.keys(value)) {
-    const item = (value as Record<string, unknown>)[key];
+  const keys = Object.keys(out);
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i];
+    const item = out[key];
     const kind = typeof item;
-    if (item === undefined || kind === 'function' || kind === 'symbol') continue;
-    if (key in out && !plainlyInherited(key)) return NOT_PLAIN;
+    if (item === undefined || kind === 'function' || kind === 'symbol') {
+      delete out[key];
+      continue;
+    }
+    if (key === BUFFER_TAG) tagged = true;
     // (Its text: the key quoted, a colon and a comma.)
     room -= key.length + 4;
-    const copied = copyOf(item, depth + 1);
-    if (copied === NOT_PLAIN || copied === TOO_LARGE) return copied;
-    out[key] = copied;
+    if (kind === 'string') room -= (item as string).length + 2;
+    else if (kind === 'boolean') room -= 4;
+    else if (kind === 'number') {
+      room -= 1;
+      if (item === 0) out[key] = 0;
+      else if (!Number.isFinite(item)) out[key] = null;
+    } else {
+      const copied = copyOf(item, depth + 1);
+      if (copied === NOT_PLAIN || copied === TOO_LARGE) return copied;
+      out[key] = copied;
+    }
+    if (room < 0) return TOO_LARGE;
   }
+  // (Keyed by a symbol: JSON leaves it out.)
+  for (const symbol of Object.getOwnPropertySymbols(out)) delete out[symbol];
   return room < 0 ? TOO_LARGE : out;
-}
-
-/** Whether `Object.prototype` holds `key` as a plain writable value (a method): set on an object, it is its own then. */
-function plainlyInherited(key: string): boolean {
-  const held = Object.getOwnPropertyDescriptor(Object.prototype, key);
-  return held !== undefined && 'value' in held && held.writable === true;
 }
 
 /** A `plainCopy`'s text by `jsonCodec`, refused past `limit` bytes as `encodeChecked` refuses. */
 export function encodeCopy(copy: unknown, limit: number, what: string | (() => string)): string {
   return bounded(JSON.stringify(copy), limit, what) as string;
-}
-
-/** Whether `jsonCodec` decodes `text` (by `encodeCopy`) to the copy it was made from: not when it holds the bytes' tag. */
-export function decodesAsCopy(text: string): boolean {
-  return !text.includes(BUFFER_TAG_JSON);
 }
 
 /** `what`, of session `sid` if given: "output of session \"k@1-0\"". */

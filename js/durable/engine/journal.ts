@@ -19,16 +19,7 @@
 // (`Segment.take`) or a checkpoint call cuts it (`cut`): an entry never holds calls both before and after a
 // checkpoint, so the checkpoint's commit forgets exactly the entries it covers.
 import type { Codec } from '../common/codec';
-import {
-  NOT_PLAIN,
-  TOO_LARGE,
-  decodeStored,
-  decodesAsCopy,
-  encodeChecked,
-  encodeCopy,
-  jsonCodec,
-  plainCopy,
-} from '../common/codec';
+import { NOT_PLAIN, TOO_LARGE, decodeStored, encodeChecked, encodeCopy, jsonCodec, plainCopy } from '../common/codec';
 import type { JournalEntry, JournalRecord } from '../common/transport';
 import { journalField } from '../common/stored';
 import { BodyCall, FactoryCall } from '../../core/journal-calls';
@@ -421,8 +412,12 @@ export class Journal {
     const { codec, maxEventBytes } = this.host;
     // Plain data by the JSON codec (most results): its copy is what its record decodes to, made without decoding.
     let copy: unknown = NOT_PLAIN;
+    let tagged = false;
     try {
-      if (codec === jsonCodec) copy = plainCopy(value, maxEventBytes);
+      if (codec === jsonCodec) {
+        copy = plainCopy(value, maxEventBytes);
+        tagged = plainCopy.tagged;
+      }
     } catch {
       // (A value that throws as it is read, a revoked proxy: the codec's own encode says how, below.)
       copy = NOT_PLAIN;
@@ -432,7 +427,8 @@ export class Journal {
     if (copy !== NOT_PLAIN) {
       const text = encodeCopy(copy, maxEventBytes, what);
       this.#record(call, at, 'v', name, text, signal, yielded);
-      return decodesAsCopy(text) ? copy : decodeStored(codec, text);
+      // (An object keyed by the bytes' tag may decode to a Buffer: what a replay gets is the text decoded then.)
+      return tagged ? decodeStored(codec, text) : copy;
     }
     const payload = encodeChecked(codec, value, maxEventBytes, what);
     this.#record(call, at, 'v', name, payload, signal, yielded);
