@@ -331,6 +331,41 @@ test("a commit whose connection the server ends under its effects fails with the
   assert.equal(calls, 2);
 });
 
+test("a commit whose connection the server ends during a statement of its effects: every later call and the commit fail with the server's code", async (t) => {
+  const p = loggingPool();
+  const killer = postgres.pool({ max: 1 });
+  t.after(async () => {
+    await killer.end();
+    await p.end();
+  });
+  let calls = 0;
+  const later = [];
+  const fx = await setUp(p, {
+    effects: async (client) => {
+      if (calls++ > 0) return;
+      // The first time: its server process is terminated while a statement of the effects runs.
+      const { rows } = await client.query('SELECT pg_backend_pid() AS pid');
+      const sleeping = client.query('SELECT pg_sleep(5)');
+      await sleep(100);
+      await killer.query('SELECT pg_terminate_backend($1)', [rows[0].pid]);
+      await sleeping.catch((error) => later.push(error));
+      // The effects go on (they caught it): each call fails with the server's code, not a connection error without one.
+      await sleep(100);
+      await client.query('SELECT 1').catch((error) => later.push(error));
+    },
+  });
+  t.after(() => fx.log.close());
+  await assert.rejects(fx.log.commit(fx.lease, fx.commit), { code: '57P01' });
+  assert.deepEqual(
+    later.map((e) => e.code),
+    ['57P01', '57P01'],
+    later.map((e) => e.message),
+  );
+  assert.deepEqual([...(await fx.log.marks(fx.lease, [fx.a, fx.b])).keys()], [], 'nothing written');
+  const done = await fx.log.commit(fx.lease, fx.commit);
+  assert.equal(done.ids.length, 2);
+});
+
 /** A log with `effects` on `p` over `n` partitions, each leased, one event each read: a commit per partition. */
 async function partitionsSetUp(p, n, options) {
   const space = await preparePg(p, SCHEMA, fresh('fn'), n);

@@ -70,6 +70,12 @@ test('which statements the effects client refuses: transaction control, not save
     "SELECT 'it''s'; commit",
     'SELECT $f$ ; end $f$; END',
     "SELECT e'a\\\\'; commit",
+    // Comments nest; `--` ends at a carriage return too; an E that ends an identifier starts no E'...' string.
+    'ROLLBACK /* /* */ TO a */',
+    'ROLLBACK --x\r; SELECT 1 AS\nTO',
+    'SELECT 1 --x\r; COMMIT; SELECT 1 AS\nx',
+    "SELECT a$E'\\'; ROLLBACK; SELECT 1 AS x --'",
+    "SELECT éE'\\'; ROLLBACK; SELECT 1 AS x --'",
   ]) {
     assert.notEqual(controlStatement(text), undefined, text);
   }
@@ -81,6 +87,8 @@ test('which statements the effects client refuses: transaction control, not save
     'ROLLBACK /*c*/ TO a',
     'ROLLBACK WORK -- c\n TO SAVEPOINT a',
     'rollback/* x */transaction/* y */to a',
+    'ROLLBACK /* /* */ */ TO a',
+    'ROLLBACK -- c\r TO a',
     'INSERT INTO t VALUES (1)',
     'SELECT begin_at FROM t',
     'UPDATE ending SET x = 1',
@@ -128,6 +136,41 @@ test('a ROLLBACK in effects is refused (ERR_VELO_EFFECTS_CLIENT): the commit is 
   assert.deepEqual(await outputs(name), ['a1', 'a3', 'a6', 'b1', 'b3', 'b6']);
   assert.equal(errors.length, 1);
   assert.equal(errors[0].code, 'ERR_VELO_EFFECTS_CLIENT');
+});
+
+test("a ROLLBACK the effects client's check does not see still fails the commit (the server's 25P01 at COMMIT): retried, no output lost", async () => {
+  const name = 'fx_hidden_rollback';
+  let calls = 0;
+  const errors = await run(
+    name,
+    async (tx, written) => {
+      for (const o of written) {
+        await tx.query('INSERT INTO fx_ledger (fn, key, n, total) VALUES ($1, $2, $3, $4)', [
+          name,
+          o.key,
+          o.value.n,
+          o.value.total,
+        ]);
+      }
+      if (++calls > 1) return;
+      // Its text read once by the check (a SELECT), again by node-postgres (a ROLLBACK): the server ends the
+      // commit's transaction, and velo-stream's COMMIT finds none.
+      let reads = 0;
+      await tx.query({
+        get text() {
+          return reads++ === 0 ? 'SELECT 1' : 'ROLLBACK';
+        },
+      });
+      assert.ok(reads >= 2, `the text was read ${reads} time(s)`);
+    },
+    async () => (await ledger(name)).length >= 6,
+  );
+  await sleep(300);
+  assert.deepEqual(await ledger(name), ['a1', 'a3', 'a6', 'b1', 'b3', 'b6']);
+  assert.deepEqual(await outputs(name), ['a1', 'a3', 'a6', 'b1', 'b3', 'b6']);
+  assert.equal(errors.length, 1);
+  assert.equal(errors[0].code, 'ERR_VELO_EFFECTS_CLIENT');
+  assert.match(errors[0].message, /was ended before its COMMIT/);
 });
 
 test('a call on the effects client after the callback returned is refused; savepoints work, a config object with its values too', async () => {

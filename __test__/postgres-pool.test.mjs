@@ -264,3 +264,44 @@ test("a pool of pg.native's clients is refused at its first transaction (ERR_INV
   // node-postgres' own clients run as before.
   await postgresProducer({ ...shared, pool: p }).sendMany([['a', { n: 1 }]]);
 });
+
+test('a connection the server ends as the pool hands it over: its error is heard (no crash), the call retried', async () => {
+  const shared = { schema: 'velo_handover', name: 'tot', partitions: 1 };
+  const p = postgres.pool({ max: 4 });
+  await postgresProducer({ ...shared, pool: p }).sendMany([
+    ['a', { n: 1 }],
+    ['a', { n: 2 }],
+  ]);
+  // pg.Pool hands a new connection over within the read that made it ready; the server's FATAL may come in the same
+  // read, before any promise's continuation runs. This pool does that to its first checkout (the worker's first
+  // transaction).
+  let ended = 0;
+  // (A class of its own, as pg.Pool is: velo-stream takes a connect() of the pool's class as pg.Pool's.)
+  class EndingPool {
+    query(...a) {
+      return p.query(...a);
+    }
+    connect(callback) {
+      // (Both of pg.Pool's forms: a callback, or a promise.)
+      if (callback === undefined) return new Promise((resolve, reject) => this.connect((e, c) => (e ? reject(e) : resolve(c))));
+      p.connect((error, client, release) => {
+        callback(error, client, release);
+        if (!error && ended++ === 0) {
+          const fatal = new Error('terminating connection due to administrator command');
+          Object.assign(fatal, { code: '57P01', severity: 'FATAL' });
+          client.emit('error', fatal);
+        }
+      });
+    }
+  }
+  const ending = new EndingPool();
+  const errors = [];
+  const worker = postgresWorker(totals({ idleTimeout: 0 }), { ...shared, pool: ending, onError: (e) => errors.push(e) });
+  try {
+    await until(async () => (await outputsOf(shared.schema, 'a')) === 2, 'both outputs, after the first commit failed');
+  } finally {
+    await worker.close();
+  }
+  assert.equal(ended, 1);
+  for (const e of errors) assert.equal(typeof (e.cause?.code ?? e.code), 'string', String(e));
+});

@@ -213,12 +213,11 @@ async function readable(what: string, client: PgClientLike, S: string, schema: s
 
 /** Runs `body` in a READ ONLY, REPEATABLE READ transaction (one snapshot) on a connection of its own. */
 async function snapshot<T>(pool: PgPoolLike, body: (client: PgClientLike) => Promise<T>): Promise<T> {
-  const client = await connectWatched(pool);
-  // (A connection error while the client is out comes as an 'error' event: heard here, then the connection is
-  // destroyed rather than given back.)
+  // (A connection error while the client is out comes as an 'error' event: heard from its checkout on, then the
+  // connection is destroyed rather than given back.)
   let lost: Error | undefined;
   const onError = (error: Error) => (lost = error);
-  client.on('error', onError);
+  const client = await connectWatched(pool, onError);
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     try {

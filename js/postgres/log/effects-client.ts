@@ -7,48 +7,62 @@ import { effectsClientError } from '../../errors';
 import type { PgClientLike, PgResult } from './sql';
 
 /**
- * Space between two words of a statement: white space and comments (`--` to the line's end, `/* *\/`, not nested).
- * Each comment matches one way only (it ends at its first `*\/`): no input makes the match backtrack at length.
+ * A transaction-control statement's start, in a statement whose comments are spaces (`statements`): ROLLBACK TO (a
+ * savepoint's) is not one.
  */
-const GAP = String.raw`(?:\s|--[^\n]*(?:\n|$)|/\*[^*]*\*+(?:[^/*][^*]*\*+)*/)+`;
-/** A transaction-control statement's start (ROLLBACK TO, a savepoint's, is not one, comments between its words too). */
-const CONTROL = new RegExp(
-  String.raw`^(?:begin|start${GAP}transaction|commit|end|abort|prepare${GAP}transaction|rollback(?!${GAP}(?:(?:work|transaction)${GAP})?to\b))\b`,
-  'i',
-);
+const CONTROL =
+  /^(?:begin|start\s+transaction|commit|end|abort|prepare\s+transaction|rollback(?!\s+(?:(?:work|transaction)\s+)?to\b))\b/i;
+
+/** A character of an identifier after its first (Postgres: letters, digits, `_`, `$` and any non-ASCII). */
+const IDENTIFIER_PART = /[\w$\u0080-\uffff]/;
 
 /**
  * The statements of `text` as Postgres splits them: at each `;` outside quoted text ('...' with '' inside, E'...'
- * with backslash escapes, "..." identifiers, $tag$...$tag$ bodies) and comments (`--` to the line's end, nested
- * `/* *\/`), each statement without its leading whitespace and comments. Text after an unclosed quote or comment is
- * not split further (Postgres refuses it anyway).
+ * with backslash escapes, "..." identifiers, $tag$...$tag$ bodies) and comments (`--` to the line's end at `\n` or
+ * `\r`, `/* *\/` nested), each statement without its leading white space and comments, and each comment in it a
+ * space. Text after an unclosed quote or comment is not split further (Postgres refuses it anyway). One pass.
  */
 export function statements(text: string): string[] {
   const out: string[] = [];
   let start = -1;
+  // (The statement's text so far, with its comments as spaces, up to `from`.)
+  let made = '';
+  let from = -1;
   const n = text.length;
   let i = 0;
   const end = (at: number) => {
-    if (start >= 0) out.push(text.slice(start, at));
+    if (start >= 0) out.push(made + text.slice(from, at));
     start = -1;
+  };
+  /** A comment from `i` to `to`: a space in the statement, if one started. */
+  const comment = (to: number) => {
+    if (start >= 0) {
+      made += `${text.slice(from, i)} `;
+      from = to;
+    }
+    i = to;
   };
   while (i < n) {
     const c = text[i];
     if (c === '-' && text[i + 1] === '-') {
-      const nl = text.indexOf('\n', i);
-      i = nl < 0 ? n : nl + 1;
+      let eol = i + 2;
+      while (eol < n && text[eol] !== '\n' && text[eol] !== '\r') eol++;
+      comment(Math.min(eol + 1, n));
       continue;
     }
     if (c === '/' && text[i + 1] === '*') {
       let depth = 1;
-      i += 2;
-      while (i < n && depth > 0) {
-        const pair = text.slice(i, i + 2);
-        if (pair === '/*' || pair === '*/') {
-          depth += pair === '/*' ? 1 : -1;
-          i += 2;
-        } else i++;
+      let j = i + 2;
+      while (j < n && depth > 0) {
+        if (text[j] === '/' && text[j + 1] === '*') {
+          depth++;
+          j += 2;
+        } else if (text[j] === '*' && text[j + 1] === '/') {
+          depth--;
+          j += 2;
+        } else j++;
       }
+      comment(j);
       continue;
     }
     if (c === ';') {
@@ -60,10 +74,14 @@ export function statements(text: string): string[] {
       i++;
       continue;
     }
-    if (start < 0) start = i;
+    if (start < 0) {
+      start = i;
+      from = i;
+      made = '';
+    }
     if (c === "'" || c === '"') {
-      // (E'...' strings: a backslash escapes the next character.)
-      const escapes = c === "'" && i > 0 && /[eE]/.test(text[i - 1]) && (i < 2 || !/\w/.test(text[i - 2]));
+      // (E'...' strings: a backslash escapes the next character. An E that ends an identifier, `a$e'...'`, is not one.)
+      const escapes = c === "'" && i > 0 && /[eE]/.test(text[i - 1]) && (i < 2 || !IDENTIFIER_PART.test(text[i - 2]));
       i++;
       while (i < n) {
         if (escapes && text[i] === '\\') i += 2;
@@ -76,7 +94,7 @@ export function statements(text: string): string[] {
     }
     if (c === '$') {
       const tag = /^\$(?:[A-Za-z_\u0080-\uffff][\w\u0080-\uffff]*)?\$/.exec(text.slice(i, i + 64));
-      if (tag !== null && (i === 0 || !/[\w$]/.test(text[i - 1]))) {
+      if (tag !== null && (i === 0 || !IDENTIFIER_PART.test(text[i - 1]))) {
         const close = text.indexOf(tag[0], i + tag[0].length);
         i = close < 0 ? n : close + tag[0].length;
         continue;
@@ -92,7 +110,7 @@ export function statements(text: string): string[] {
 export function controlStatement(text: string): string | undefined {
   for (const statement of statements(text)) {
     const m = CONTROL.exec(statement);
-    if (m !== null) return m[0].replace(new RegExp(GAP, 'g'), ' ').toUpperCase();
+    if (m !== null) return m[0].replace(/\s+/g, ' ').toUpperCase();
   }
   return undefined;
 }

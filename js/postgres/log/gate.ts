@@ -4,7 +4,7 @@
 // worker's close() resolved, and no call of velo-stream meets the ended pool.
 import { workerClosedError } from '../../errors';
 import { RAW_CLIENT } from './begun';
-import { type PgClientLike, type PgPoolLike, type PgResult, RAW_POOL } from './sql';
+import { type ConnectionErrors, type PgClientLike, type PgPoolLike, type PgResult, RAW_POOL, connectListening } from './sql';
 
 export class PoolGate {
   /** The pool the log calls: the user's, behind the door. */
@@ -19,14 +19,15 @@ export class PoolGate {
         if (this.#closed) return Promise.reject(workerClosedError());
         return this.#track(raw.query(typeof config === 'string' ? { text: config, values } : config));
       },
-      connect: async (): Promise<PgClientLike> => {
+      // (`onError` on the user's client as its pool hands it over: sql.ts, connectListening.)
+      connect: async (onError?: ConnectionErrors): Promise<PgClientLike> => {
         if (this.#closed) throw workerClosedError();
         let done = () => {};
         const held = new Promise<void>((resolve) => (done = resolve));
         this.#add(held);
         let client: PgClientLike;
         try {
-          client = await raw.connect();
+          client = onError === undefined ? await raw.connect() : await connectListening(raw, onError);
         } catch (error) {
           done();
           throw error;

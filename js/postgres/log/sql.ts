@@ -3,7 +3,7 @@
 // ids. Every statement is parameterized; the only text spliced into SQL is the schema's name, checked to be a plain
 // identifier (schema.ts) and quoted.
 import { createHash } from 'node:crypto';
-import { type NamedStatement, begunOf, runBegun } from './begun';
+import { type NamedStatement, RAW_CLIENT, begunOf, runBegun } from './begun';
 import {
   describe,
   effectsClientError,
@@ -38,10 +38,14 @@ export interface PgClientLike {
   on(event: 'notification', listener: (message: { channel: string; payload?: string }) => void): unknown;
   /** The connection failed (the server ended the session, the socket closed). */
   on(event: 'error', listener: (error: Error) => void): unknown;
+  /** A notice or warning of the server (its SQLSTATE in `code`). */
+  on(event: 'notice', listener: (notice: { code?: unknown }) => void): unknown;
   /** Removes a listener of notifications added with `on`. */
   removeListener(event: 'notification', listener: (message: { channel: string; payload?: string }) => void): unknown;
   /** Removes a listener of errors added with `on`. (One signature per event, as `on`: pg's own takes any listener.) */
   removeListener(event: 'error', listener: (error: Error) => void): unknown;
+  /** Removes a listener of notices added with `on`. */
+  removeListener(event: 'notice', listener: (notice: { code?: unknown }) => void): unknown;
 }
 
 /** The part of a node-postgres `Pool` velo-stream uses (the user's: velo-stream never ends it). */
@@ -227,19 +231,65 @@ function mayWait(pool: PgPoolLike): boolean {
   return typeof max !== 'number' || waitingCount >= idleCount + max - totalCount;
 }
 
+/** The 'error' listener of a checked-out connection. */
+export type ConnectionErrors = (error: Error) => void;
+
 /**
- * `pool.connect()`, its wait watched (ERR_VELO_POOL_EXHAUSTED: `PoolWatch`, `reportPoolWaits`); refuses
- * (ERR_VELO_NOT_A_POOL) a `connect()` that gives no client with `release()`.
+ * `pool.connect()`, its wait watched (ERR_VELO_POOL_EXHAUSTED: `PoolWatch`, `reportPoolWaits`), with `onError`
+ * listening on the connection from the moment the pool hands it over (`connectListening`); refuses
+ * (ERR_VELO_NOT_A_POOL) a `connect()` that gives no client with `release()`. The caller takes `onError` off.
  */
-export async function connectWatched(pool: PgPoolLike): Promise<PgClientLike> {
-  if (!mayWait(pool)) return checkedOut(await pool.connect());
+export async function connectWatched(pool: PgPoolLike, onError: ConnectionErrors): Promise<PgClientLike> {
+  if (!mayWait(pool)) return connectListening(pool, onError);
   const watch = watchOf(pool);
   watch.enter();
   try {
-    return checkedOut(await pool.connect());
+    return await connectListening(pool, onError);
   } finally {
     watch.leave();
   }
+}
+
+/** pg.Pool's `connect` with a callback: the client handed over within the pool's own call. */
+type ConnectCallback = (callback: (error: Error | undefined | null, client?: PgClientLike) => void) => unknown;
+
+/**
+ * `pool.connect()` with `onError` on the client as the pool hands it over. A connection the server ends as it opens
+ * can report that in the same read as its readiness: a listener added in a promise's continuation would come after
+ * the 'error' event, and one no listener hears ends the process. pg.Pool's connect takes a callback, which it calls
+ * within that read: the listener is on before the rest of it is handled. A log's gated pool passes `onError` on to
+ * the user's; another pool (a wrapper's connect()) is listened to when its promise resolves.
+ */
+export function connectListening(pool: PgPoolLike, onError: ConnectionErrors): Promise<PgClientLike> {
+  const gated = pool as PgPoolLike & { [RAW_POOL]?: PgPoolLike };
+  if (gated[RAW_POOL] !== undefined) return (gated.connect as (onError: ConnectionErrors) => Promise<PgClientLike>)(onError);
+  if (!takesCallback(pool)) return pool.connect().then((client) => listened(client, onError));
+  return new Promise((resolve, reject) => {
+    (pool.connect as unknown as ConnectCallback).call(pool, (error, client) => {
+      if (error !== undefined && error !== null) reject(error);
+      else {
+        try {
+          resolve(listened(client as PgClientLike, onError));
+        } catch (refused) {
+          reject(refused);
+        }
+      }
+    });
+  });
+}
+
+/**
+ * Whether `pool.connect` is pg.Pool's, which takes a callback: its class's own method (not one set on the pool, as a
+ * wrapper or a test's spy sets it), taking an argument.
+ */
+function takesCallback(pool: PgPoolLike): boolean {
+  return !Object.prototype.hasOwnProperty.call(pool, 'connect') && pool.connect.length >= 1;
+}
+
+/** A checked-out client (`checkedOut`), with `onError` on it. */
+function listened(client: PgClientLike, onError: ConnectionErrors): PgClientLike {
+  checkedOut(client).on('error', onError);
+  return client;
 }
 
 function checkedOut(client: PgClientLike): PgClientLike {
@@ -260,7 +310,8 @@ function checkedOut(client: PgClientLike): PgClientLike {
 
 /** Whether `client` is pg.native's: it talks to the server through libpq (`client.native`), not a socket of its own. */
 function isNativeClient(client: object): boolean {
-  const native = (client as { native?: unknown }).native;
+  const raw = (client as { [RAW_CLIENT]?: object })[RAW_CLIENT] ?? client;
+  const native = (raw as { native?: unknown }).native;
   return native !== null && typeof native === 'object' && typeof (native as { query?: unknown }).query === 'function';
 }
 
@@ -297,6 +348,15 @@ export function run(db: PgClientLike | PgPoolLike, text: string, values: unknown
 /** The default `idleMs` of `transaction`: the longest a transaction of velo-stream waits between its statements, ms. */
 export const IDLE_IN_TRANSACTION_MS = 5000;
 
+/** Postgres' warning for a COMMIT with no transaction in progress. */
+const NO_TRANSACTION = '25P01';
+
+/** Why a transaction had none left at its COMMIT. */
+const ENDED_UNDER =
+  "the commit's transaction was ended before its COMMIT, by a statement of the effects callback (a COMMIT or " +
+  'ROLLBACK in its text): what the commit wrote before it may have been rolled back, and what came after it ran ' +
+  'outside the transaction; the commit is retried. Never end the transaction in effects (savepoints are allowed)';
+
 /** Why a transaction ended rolled back at its COMMIT. */
 const ROLLED_BACK =
   'the commit was rolled back: a statement in its transaction failed and the effects callback went on (it caught ' +
@@ -322,14 +382,16 @@ export async function transaction<T>(
   idleMs = IDLE_IN_TRANSACTION_MS,
   beginIdleMs = idleMs,
 ): Promise<T> {
-  const client = await connectWatched(pool);
   // A checked-out client's connection errors (the server ending the session: `idleMs` past, a restart) come as an
   // 'error' event, which the pool does not listen to while the client is out: unheard, it ends the process. The
   // statement in flight, or the next, fails with it too; then the connection is destroyed (release below). (The
-  // first kept: it says why, as 25P03 for the idle timeout; a "terminated" may follow it.)
+  // first with a code kept: it says why, as 25P03 for the idle timeout or 57P01, which a statement may fail with
+  // before a "Connection terminated" without one.)
   let lost: Error | undefined;
-  const onError = (error: Error) => (lost ??= error);
-  client.on('error', onError);
+  const onError = (error: Error) => {
+    if (lost === undefined || (codeOf(lost) === undefined && codeOf(error) !== undefined)) lost = error;
+  };
+  const client = await connectWatched(pool, onError);
   // (The value is an integer checked by the callers.)
   const lead = idleMs > 0 ? ['BEGIN', `SET LOCAL idle_in_transaction_session_timeout = ${Math.trunc(beginIdleMs)}`] : ['BEGIN'];
   let broken: Error | undefined;
@@ -340,6 +402,7 @@ export async function transaction<T>(
     lead,
     (error) => (broken = error),
     () => lost,
+    onError,
   );
   if (Begun === null) {
     try {
@@ -358,7 +421,22 @@ export async function transaction<T>(
     if (lost !== undefined) throw lost;
     // A transaction in which a statement failed ends rolled back at COMMIT, with no error, its tag ROLLBACK. Only
     // a failure the body went on after (an effects callback that caught it, or did not await it) leaves it so.
-    if ((await client.query('COMMIT')).command === 'ROLLBACK') throw effectsClientError(ROLLED_BACK);
+    // A statement of the body that ended the transaction itself (a COMMIT or ROLLBACK hidden from the effects
+    // client's check) leaves none for the COMMIT, which the server then only warns of (25P01): what the commit
+    // wrote before it was committed or rolled back under it, and what came after ran alone. It fails, retried.
+    let none = false;
+    const onNotice = (notice: { code?: unknown }) => {
+      if (notice?.code === NO_TRANSACTION) none = true;
+    };
+    client.on('notice', onNotice);
+    let committed: PgResult;
+    try {
+      committed = await client.query('COMMIT');
+    } finally {
+      client.removeListener('notice', onNotice);
+    }
+    if (none) throw effectsClientError(ENDED_UNDER);
+    if (committed.command === 'ROLLBACK') throw effectsClientError(ROLLED_BACK);
     return value;
   } catch (error) {
     // (After a failed COMMIT the server has ended the transaction: the ROLLBACK only warns. A connection to be
@@ -381,8 +459,8 @@ export async function transaction<T>(
  * `client` for a transaction's body: its first statement sent after `lead` (BEGIN) in one round trip when it is
  * named (velo-stream's) on node-postgres (`Begun`), else after `lead` on its own (`Begun` null: `lead` was sent
  * already); `failed` is told when that round trip fails (the connection is then destroyed: begun.ts). Once the
- * connection reported an error (`lost`: the server ended its session), no statement is sent on it: each fails with
- * that error.
+ * connection reported an error (`lost`: the server ended its session, by an 'error' event or a statement's FATAL
+ * error, told to `onError`), no statement is sent on it: each fails with that error.
  */
 function transactionClient(
   client: PgClientLike,
@@ -390,25 +468,31 @@ function transactionClient(
   lead: readonly string[],
   failed: (error: Error) => void,
   lost: () => Error | undefined,
+  onError: ConnectionErrors,
 ): PgClientLike {
   let begun = Begun === null;
+  /** A statement's failure that is the server ending the session (57P01 ...) is the connection's too. */
+  const fatal = (error: unknown): never => {
+    if (endsSession(error)) onError(error as Error);
+    throw error;
+  };
   const query = (config: unknown, values?: unknown[]): Promise<PgResult> => {
     const gone = lost();
     if (gone !== undefined) return Promise.reject(gone);
-    if (begun) return client.query(config as never, values);
+    if (begun) return client.query(config as never, values).catch(fatal);
     begun = true;
     const named = config as Partial<NamedStatement> | null;
     if (Begun !== null && typeof named?.name === 'string' && typeof named.text === 'string' && values === undefined) {
       return runBegun<PgResult>(client, Begun, lead, named as NamedStatement).catch((error: unknown) => {
         failed(error as Error);
-        throw error;
+        return fatal(error);
       });
     }
     return client.query(lead.join('; ')).then(
-      () => client.query(config as never, values),
+      () => client.query(config as never, values).catch(fatal),
       (error: unknown) => {
         failed(error as Error);
-        throw error;
+        return fatal(error);
       },
     );
   };
@@ -418,6 +502,18 @@ function transactionClient(
     on: (event: never, listener: never) => client.on(event, listener),
     removeListener: (event: never, listener: never) => client.removeListener(event, listener),
   };
+}
+
+/** An error's code (a SQLSTATE, a Node or velo-stream code), if it has one. */
+function codeOf(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null | undefined)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** Whether a statement's error is the server ending the session (a FATAL or PANIC): the connection is gone. */
+function endsSession(error: unknown): boolean {
+  const severity = (error as { severity?: unknown } | null | undefined)?.severity;
+  return severity === 'FATAL' || severity === 'PANIC';
 }
 
 /**

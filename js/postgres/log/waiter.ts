@@ -115,10 +115,9 @@ export class PoolListener {
     try {
       if (client === null) {
         // (Its wait for the pool reported as every call's is: sql.ts, connectWatched.)
-        client = await connectWatched(this.#pool);
+        client = await connectWatched(this.#pool, this.#onClientError);
         this.#connection = ++connections;
         client.on('notification', this.#onNotification);
-        client.on('error', this.#onClientError);
         this.#client = client;
       }
       // The channels are identifiers made by channelOf (velo_ and hex digits): safe to splice.
