@@ -295,13 +295,19 @@ test("velo-stream's statements never idle under the limit: slow effects under it
   await p.end();
 });
 
-test("a commit whose connection the server ends under its effects fails with the server's code, and sends nothing more", async (t) => {
+/** A logging pool, and a pool of one connection to terminate its server processes with; both ended after `t`. */
+function withKiller(t) {
   const p = loggingPool();
   const killer = postgres.pool({ max: 1 });
   t.after(async () => {
     await killer.end();
     await p.end();
   });
+  return { p, killer };
+}
+
+test("a commit whose connection the server ends under its effects fails with the server's code, and sends nothing more", async (t) => {
+  const { p, killer } = withKiller(t);
   let calls = 0;
   const fx = await setUp(p, {
     effects: async (client) => {
@@ -332,12 +338,7 @@ test("a commit whose connection the server ends under its effects fails with the
 });
 
 test("a commit whose connection the server ends during a statement of its effects: every later call and the commit fail with the server's code", async (t) => {
-  const p = loggingPool();
-  const killer = postgres.pool({ max: 1 });
-  t.after(async () => {
-    await killer.end();
-    await p.end();
-  });
+  const { p, killer } = withKiller(t);
   let calls = 0;
   const later = [];
   const fx = await setUp(p, {

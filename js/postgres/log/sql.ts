@@ -471,10 +471,14 @@ function transactionClient(
   onError: ConnectionErrors,
 ): PgClientLike {
   let begun = Begun === null;
-  /** A statement's failure that is the server ending the session (57P01 ...) is the connection's too. */
+  /**
+   * A statement's failure that is the server ending the session (57P01 ...) is the connection's too; one without a
+   * code once the connection reported why it ended (a "Connection terminated") is that.
+   */
   const fatal = (error: unknown): never => {
     if (endsSession(error)) onError(error as Error);
-    throw error;
+    const gone = lost();
+    throw gone !== undefined && codeOf(error) === undefined && codeOf(gone) !== undefined ? gone : error;
   };
   const query = (config: unknown, values?: unknown[]): Promise<PgResult> => {
     const gone = lost();
