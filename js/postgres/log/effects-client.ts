@@ -16,6 +16,15 @@ const CONTROL =
 /** A character of an identifier after its first (Postgres: letters, digits, `_`, `$` and any non-ASCII). */
 const IDENTIFIER_PART = /[\w$\u0080-\uffff]/;
 
+/** A dollar quote's tag at `lastIndex` (`$$`, `$body$`: of any length). */
+const DOLLAR_TAG = /\$(?:[A-Za-z_\u0080-\uffff][\w\u0080-\uffff]*)?\$/y;
+
+/**
+ * White space with a line break in it (`--` comments too), then a quote: a string's continuation (`'a'\n'b'` is
+ * `'ab'`), which an E'...' string's escapes carry on into.
+ */
+const CONTINUED = /(?:[ \t\f]|--[^\n\r]*)*[\n\r](?:\s|--[^\n\r]*[\n\r])*'/y;
+
 /**
  * The statements of `text` as Postgres splits them: at each `;` outside quoted text ('...' with '' inside, E'...'
  * with backslash escapes, "..." identifiers, $tag$...$tag$ bodies) and comments (`--` to the line's end at `\n` or
@@ -80,20 +89,28 @@ export function statements(text: string): string[] {
       made = '';
     }
     if (c === "'" || c === '"') {
-      // (E'...' strings: a backslash escapes the next character. An E that ends an identifier, `a$e'...'`, is not one.)
+      // (E'...' strings: a backslash escapes the next character, also in a continuation of one. An E that ends an
+      // identifier, `a$e'...'`, is not one.)
       const escapes = c === "'" && i > 0 && /[eE]/.test(text[i - 1]) && (i < 2 || !IDENTIFIER_PART.test(text[i - 2]));
-      i++;
-      while (i < n) {
-        if (escapes && text[i] === '\\') i += 2;
-        else if (text[i] === c && text[i + 1] === c) i += 2;
-        else if (text[i] === c) break;
-        else i++;
+      for (;;) {
+        i++;
+        while (i < n) {
+          if (escapes && text[i] === '\\') i += 2;
+          else if (text[i] === c && text[i + 1] === c) i += 2;
+          else if (text[i] === c) break;
+          else i++;
+        }
+        i++;
+        if (!escapes) break;
+        CONTINUED.lastIndex = i;
+        if (!CONTINUED.test(text)) break;
+        i = CONTINUED.lastIndex - 1;
       }
-      i++;
       continue;
     }
     if (c === '$') {
-      const tag = /^\$(?:[A-Za-z_\u0080-\uffff][\w\u0080-\uffff]*)?\$/.exec(text.slice(i, i + 64));
+      DOLLAR_TAG.lastIndex = i;
+      const tag = DOLLAR_TAG.exec(text);
       if (tag !== null && (i === 0 || !IDENTIFIER_PART.test(text[i - 1]))) {
         const close = text.indexOf(tag[0], i + tag[0].length);
         i = close < 0 ? n : close + tag[0].length;
@@ -127,7 +144,17 @@ export function effectsClient(client: PgClientLike): { client: Pick<PgClientLike
       );
     }
     const text = typeof config === 'string' ? config : config?.text;
-    const control = typeof text === 'string' ? controlStatement(text) : undefined;
+    if (
+      typeof text !== 'string' ||
+      (typeof config === 'object' && typeof (config as { submit?: unknown }).submit === 'function')
+    ) {
+      return Promise.reject(
+        effectsClientError(
+          'The effects client takes a statement as its text, or a config object with a string `text` (not a prepared name alone, nor a Submittable such as a cursor or a stream).',
+        ),
+      );
+    }
+    const control = controlStatement(text);
     if (control !== undefined) {
       return Promise.reject(
         effectsClientError(
@@ -135,7 +162,9 @@ export function effectsClient(client: PgClientLike): { client: Pick<PgClientLike
         ),
       );
     }
-    return values === undefined ? client.query(config as string) : client.query(config as string, values);
+    // (The text checked is the text sent: a config object is passed on as a copy with it.)
+    const statement = typeof config === 'string' ? config : { ...config, text };
+    return values === undefined ? client.query(statement as string) : client.query(statement as string, values);
   };
   return {
     client: { query },

@@ -38,14 +38,10 @@ export interface PgClientLike {
   on(event: 'notification', listener: (message: { channel: string; payload?: string }) => void): unknown;
   /** The connection failed (the server ended the session, the socket closed). */
   on(event: 'error', listener: (error: Error) => void): unknown;
-  /** A notice or warning of the server (its SQLSTATE in `code`). */
-  on(event: 'notice', listener: (notice: { code?: unknown }) => void): unknown;
   /** Removes a listener of notifications added with `on`. */
   removeListener(event: 'notification', listener: (message: { channel: string; payload?: string }) => void): unknown;
   /** Removes a listener of errors added with `on`. (One signature per event, as `on`: pg's own takes any listener.) */
   removeListener(event: 'error', listener: (error: Error) => void): unknown;
-  /** Removes a listener of notices added with `on`. */
-  removeListener(event: 'notice', listener: (notice: { code?: unknown }) => void): unknown;
 }
 
 /** The part of a node-postgres `Pool` velo-stream uses (the user's: velo-stream never ends it). */
@@ -348,16 +344,23 @@ export function run(db: PgClientLike | PgPoolLike, text: string, values: unknown
 /** The default `idleMs` of `transaction`: the longest a transaction of velo-stream waits between its statements, ms. */
 export const IDLE_IN_TRANSACTION_MS = 5000;
 
-/** Postgres' warning for a COMMIT with no transaction in progress. */
-const NO_TRANSACTION = '25P01';
+/** A transaction's mark, set as it begins: gone once it ended (a setting made with SET LOCAL is the transaction's). */
+const MARK = 'SET LOCAL velo.transaction = 1';
 
-/** Why a transaction had none left at its COMMIT. */
+/**
+ * The COMMIT of the transaction that set MARK, in one round trip: the check fails in another transaction or none
+ * (22P02: the mark is empty; 42704: never set on the connection), and the COMMIT is then not run.
+ */
+const COMMIT_MARKED = "SELECT current_setting('velo.transaction')::int; COMMIT";
+
+/** Why a transaction's COMMIT was not run. */
 const ENDED_UNDER =
   "the commit's transaction was ended before its COMMIT, by a statement of the effects callback (a COMMIT or " +
   'ROLLBACK in its text): what the commit wrote before it may have been rolled back, and what came after it ran ' +
-  'outside the transaction; the commit is retried. Never end the transaction in effects (savepoints are allowed)';
+  'outside that transaction; nothing more was committed, and the commit is retried. Never end the transaction in ' +
+  'effects (savepoints are allowed)';
 
-/** Why a transaction ended rolled back at its COMMIT. */
+/** Why a transaction was rolled back at its COMMIT. */
 const ROLLED_BACK =
   'the commit was rolled back: a statement in its transaction failed and the effects callback went on (it caught ' +
   'the error or did not await the statement); nothing of the commit was written, and it is retried. Let a failed ' +
@@ -393,7 +396,8 @@ export async function transaction<T>(
   };
   const client = await connectWatched(pool, onError);
   // (The value is an integer checked by the callers.)
-  const lead = idleMs > 0 ? ['BEGIN', `SET LOCAL idle_in_transaction_session_timeout = ${Math.trunc(beginIdleMs)}`] : ['BEGIN'];
+  const lead =
+    idleMs > 0 ? ['BEGIN', MARK, `SET LOCAL idle_in_transaction_session_timeout = ${Math.trunc(beginIdleMs)}`] : ['BEGIN', MARK];
   let broken: Error | undefined;
   const Begun = begunOf(client);
   const tx = transactionClient(
@@ -419,24 +423,18 @@ export async function transaction<T>(
     // A connection that reported an error (the server ended its session) gets no statement more: its transaction
     // is gone, and a client may fail badly on one (pg.native has crashed).
     if (lost !== undefined) throw lost;
-    // A transaction in which a statement failed ends rolled back at COMMIT, with no error, its tag ROLLBACK. Only
-    // a failure the body went on after (an effects callback that caught it, or did not await it) leaves it so.
-    // A statement of the body that ended the transaction itself (a COMMIT or ROLLBACK hidden from the effects
-    // client's check) leaves none for the COMMIT, which the server then only warns of (25P01): what the commit
-    // wrote before it was committed or rolled back under it, and what came after ran alone. It fails, retried.
-    let none = false;
-    const onNotice = (notice: { code?: unknown }) => {
-      if (notice?.code === NO_TRANSACTION) none = true;
-    };
-    client.on('notice', onNotice);
-    let committed: PgResult;
+    // COMMIT only the transaction this one began: a statement of the body may have ended it (a COMMIT or ROLLBACK
+    // the effects client did not see as one), and maybe begun another (AND CHAIN), which the COMMIT would commit
+    // in its place. Its mark (MARK) is its own: in another, or in none, the check fails and the COMMIT after it in
+    // the same round trip is not run. In a transaction a failed statement aborted (only a failure the body went on
+    // after leaves it so: an effects callback that caught it, or did not await it), the check fails with 25P02.
     try {
-      committed = await client.query('COMMIT');
-    } finally {
-      client.removeListener('notice', onNotice);
+      await client.query(COMMIT_MARKED);
+    } catch (error) {
+      const code = codeOf(error);
+      if (code === '25P02') throw effectsClientError(ROLLED_BACK);
+      throw code === '22P02' || code === '42704' ? effectsClientError(ENDED_UNDER) : error;
     }
-    if (none) throw effectsClientError(ENDED_UNDER);
-    if (committed.command === 'ROLLBACK') throw effectsClientError(ROLLED_BACK);
     return value;
   } catch (error) {
     // (After a failed COMMIT the server has ended the transaction: the ROLLBACK only warns. A connection to be
