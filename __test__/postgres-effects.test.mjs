@@ -115,6 +115,10 @@ test('which statements the effects client refuses: transaction control, not save
   assert.equal(controlStatement(`rollback ${'/* '.repeat(50_000)}`), 'ROLLBACK');
   assert.equal(controlStatement(`rollback${' '.repeat(200_000)}x`), 'ROLLBACK');
   assert.equal(controlStatement(`rollback ${'/* x */ -- y\n'.repeat(20_000)}to a`), undefined);
+  // The same for what follows an E'...' string (a continuation or not), dashes and line breaks at length.
+  assert.equal(controlStatement(`SELECT E'a' ${'-'.repeat(200_000)}x; commit`), undefined);
+  assert.equal(controlStatement(`SELECT E'a'${' \n -- c'.repeat(50_000)}`), undefined);
+  assert.equal(controlStatement(`${"E'a'\n".repeat(50_000)}; commit`), 'COMMIT');
 });
 
 test('the effects client sends the text it checked; a prepared name alone or a Submittable is refused', async () => {

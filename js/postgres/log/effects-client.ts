@@ -20,10 +20,23 @@ const IDENTIFIER_PART = /[\w$\u0080-\uffff]/;
 const DOLLAR_TAG = /\$(?:[A-Za-z_\u0080-\uffff][\w\u0080-\uffff]*)?\$/y;
 
 /**
- * White space with a line break in it (`--` comments too), then a quote: a string's continuation (`'a'\n'b'` is
- * `'ab'`), which an E'...' string's escapes carry on into.
+ * Where a string's continuation starts after `i` (`'a'\n'b'` is `'ab'`, and an E'...' string's escapes carry on into
+ * it): the quote after white space with a line break in it (`--` comments too, each to its line's end), or -1.
  */
-const CONTINUED = /(?:[ \t\f]|--[^\n\r]*)*[\n\r](?:\s|--[^\n\r]*[\n\r])*'/y;
+function continuation(text: string, i: number): number {
+  let broken = false;
+  while (i < text.length) {
+    const c = text[i];
+    if (c === '\n' || c === '\r') {
+      broken = true;
+      i++;
+    } else if (c === ' ' || c === '\t' || c === '\f' || c === '\v') i++;
+    else if (c === '-' && text[i + 1] === '-') {
+      while (i < text.length && text[i] !== '\n' && text[i] !== '\r') i++;
+    } else return broken && c === "'" ? i : -1;
+  }
+  return -1;
+}
 
 /**
  * The statements of `text` as Postgres splits them: at each `;` outside quoted text ('...' with '' inside, E'...'
@@ -101,10 +114,9 @@ export function statements(text: string): string[] {
           else i++;
         }
         i++;
-        if (!escapes) break;
-        CONTINUED.lastIndex = i;
-        if (!CONTINUED.test(text)) break;
-        i = CONTINUED.lastIndex - 1;
+        const next = escapes ? continuation(text, i) : -1;
+        if (next < 0) break;
+        i = next;
       }
       continue;
     }
