@@ -355,8 +355,9 @@ function commitRun(ops, index) {
 /**
  * A ledger table in `schema` (emptied with the replay's tables) and the effects that write it: a row per output
  * written, in the commit's transaction. Hostile inside a group of commits (`hostileIn`: the ops of the turn being
- * applied): the first call for a commit throws for a third of them and stalls for another third; the group is then
- * rolled back and each commit applied alone, where its effects succeed. A commit alone is never failed (memory
+ * applied): the first call for a commit throws for a quarter of them, stalls for another, and for another ends the
+ * transaction and begins another by a statement the effects client does not see as one; the group is then rolled
+ * back and each commit applied alone, where its effects succeed. A commit alone is never failed (memory
  * answered it as committed).
  */
 async function hostileLedger(pool, schema, space) {
@@ -391,7 +392,17 @@ async function hostileLedger(pool, schema, space) {
       });
       if (partitions.some((p) => grouped.has(p)) && !called.has(first.join('|'))) {
         called.add(first.join('|'));
-        const kind = calls++ % 3;
+        const kind = calls++ % 4;
+        if (kind === 2) {
+          // A statement that ends the transaction and begins another (ROLLBACK AND CHAIN), past the effects client's
+          // check (with standard_conforming_strings off, a backslash escapes a quote: the client reads a string and
+          // a comment): the group's COMMIT is not run, as after a throw.
+          grouped = new Set();
+          add('effects ended their transaction in a group');
+          await client.query('SET LOCAL standard_conforming_strings = off');
+          await client.query(`SELECT '\\' -- ';ROLLBACK AND CHAIN;SELECT 1 AS x --'`);
+          return;
+        }
         if (kind === 0) {
           grouped = new Set();
           add('effects threw in a group');
