@@ -95,8 +95,9 @@ const SEEDS = [
   [{ journal: true, versions: true, answers: true }, [360]],
   [{ journal: true, versions: true, answers: true, keyState: true }, [102, 127]],
   // Six partitions committed together (a turn's commits in groups, one transaction each) with hostile effects: a
-  // throw in a group, or a statement that ends its transaction, must roll it back and commit each alone; the group's
-  // one call of the effects gets each output named by its own partition. Seeds 1-3 and 6 catch each of these broken
+  // throw in a group, its connection ended by the server, or a statement that ends its transaction, must roll it
+  // back and commit each alone; the group's one call of the effects gets each output named by its own partition.
+  // Seeds 1-3 and 6 catch each of these broken
   // (a group's failure failing all, an output named by another partition of its group, a COMMIT run in the
   // transaction a statement of the effects began).
   [{ wide: true, effects: true }, [1, 2, 3, 6, 7, 19]],
@@ -107,7 +108,12 @@ const SEEDS = [
 const EXERCISED = {
   journal: ['commit with journal', 'commit with unjournal', 'journal found'],
   wide: ['commits of one turn'],
-  effects: ['effects threw in a group', 'effects stalled in a group', 'effects ended their transaction in a group'],
+  effects: [
+    'effects threw in a group',
+    "the server ended a group's connection in its effects",
+    'effects stalled in a group',
+    'effects ended their transaction in a group',
+  ],
 };
 
 for (const [flags, seeds] of SEEDS) {

@@ -16,9 +16,9 @@
 // that PgLog commits them in groups (commit-turn.ts: one statement, one transaction with each partition's effects).
 // Each must still answer as the memory store did alone (a fenced one refused, the others committed). With
 // `effects: true` every PgLog has effects that write a ledger row per output written, hostile inside a group (the
-// first call for a commit throws for a third of them, stalls for another third): the group is rolled back and each
-// commit applied alone, which must answer as memory did; at the end each partition's ledger must hold each output
-// once.
+// first call for a commit throws, has its connection ended by the server, stalls, or ends the transaction unseen:
+// `hostileLedger`): the group is rolled back and each commit applied alone, which must answer as memory did; at the
+// end each partition's ledger must hold each output once.
 //
 // The clock: every time on the Postgres log comes from `clock_timestamp()` (NOW in js/postgres/log/sql.ts, inlined
 // in the plpgsql functions of schema.ts and commit-one.ts), an unqualified name found through `search_path`, where
@@ -355,9 +355,9 @@ function commitRun(ops, index) {
 /**
  * A ledger table in `schema` (emptied with the replay's tables) and the effects that write it: a row per output
  * written, in the commit's transaction. Hostile inside a group of commits (`hostileIn`: the ops of the turn being
- * applied): the first call for a commit throws for a quarter of them, stalls for another, and for another ends the
- * transaction and begins another by a statement the effects client does not see as one; the group is then rolled
- * back and each commit applied alone, where its effects succeed. A commit alone is never failed (memory
+ * applied): the first call for a commit throws for a quarter of them (every other one by its connection ended by the
+ * server), stalls for another, and for another ends the transaction and begins another by a statement the effects
+ * client does not see as one; the group is then rolled back and each commit applied alone, where its effects succeed. A commit alone is never failed (memory
  * answered it as committed).
  */
 async function hostileLedger(pool, schema, space) {
@@ -368,6 +368,7 @@ async function hostileLedger(pool, schema, space) {
   const tally = {};
   const add = (what) => (tally[what] = (tally[what] ?? 0) + 1);
   let calls = 0;
+  let throws = 0;
   return {
     tally,
     hostileIn(ops) {
@@ -405,6 +406,13 @@ async function hostileLedger(pool, schema, space) {
         }
         if (kind === 0) {
           grouped = new Set();
+          if (throws++ % 2 === 1) {
+            // The server ends the transaction's connection under the effects (FATAL 57P01, as an administrator's
+            // pg_terminate_backend): the group fails as after a throw, and each commit alone needs another connection.
+            add("the server ended a group's connection in its effects");
+            await client.query('SELECT pg_terminate_backend(pg_backend_pid())');
+            throw new Error('the connection outlived its own termination');
+          }
           add('effects threw in a group');
           throw new Error(`hostile effects of p${partitions.join(',p')}`);
         }
