@@ -80,6 +80,13 @@ test('which statements the effects client refuses: transaction control, not save
     "SELECT E'a'\n'\\' -- ';ROLLBACK AND CHAIN;SELECT 1 AS x --",
     "SELECT E'a' -- c\n-- d\n'\\' -- ';ROLLBACK;SELECT 1 AS x --",
     `SELECT $${'a'.repeat(80)}$ ' $${'a'.repeat(80)}$; ROLLBACK AND CHAIN`,
+    // A routine's BEGIN ATOMIC body ends at its END (CASE ... END inside it counted); outside one, BEGIN is a statement.
+    'CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END; ROLLBACK',
+    'create or replace function f() returns int language sql begin atomic select case when true then 1 end; end; commit',
+    "CREATE FUNCTION begin() RETURNS int LANGUAGE sql AS 'SELECT 1'; ROLLBACK",
+    'CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END; BEGIN ATOMIC; END',
+    'CREATE TABLE t (begin int); BEGIN',
+    'SELECT 1 AS begin, 2 AS atomic; COMMIT',
   ]) {
     assert.notEqual(controlStatement(text), undefined, text);
   }
@@ -105,6 +112,9 @@ test('which statements the effects client refuses: transaction control, not save
     'SELECT 1 -- ; commit',
     'SELECT 1 /* ; rollback */',
     'SELECT $1::text',
+    'CREATE FUNCTION f(a int) RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT CASE WHEN a > 0 THEN a ELSE 0 END; END',
+    'create or replace procedure p() language sql begin /* c */ atomic insert into t values (1); end; select 1',
+    'CREATE OR REPLACE FUNCTION "f;end"() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT \'; commit\'::int; END',
   ]) {
     assert.equal(controlStatement(text), undefined, text);
   }
@@ -223,6 +233,26 @@ test('a call on the effects client after the callback returned is refused; savep
   );
   assert.deepEqual(await ledger(name), ['a1', 'a3', 'a6', 'b1', 'b3', 'b6']);
   assert.ok(late.length > 0 && late.every((x) => x === 'ERR_VELO_EFFECTS_CLIENT'), String(late));
+  assert.deepEqual(errors, []);
+});
+
+test("effects may create a routine with a BEGIN ATOMIC body (its `;` and END are the body's) and call it", async () => {
+  const name = 'fx_atomic';
+  const errors = await run(
+    name,
+    async (tx, written) => {
+      // (In the connection's own schema: each connection makes its own, so commits at once do not race on it.)
+      await tx.query(
+        `CREATE OR REPLACE FUNCTION pg_temp.fx_add(f text, k text, n int, t int) RETURNS void LANGUAGE sql
+         BEGIN ATOMIC
+           INSERT INTO fx_ledger (fn, key, n, total) VALUES (f, k, n, CASE WHEN t > 0 THEN t ELSE 0 END);
+         END`,
+      );
+      for (const o of written) await tx.query('SELECT pg_temp.fx_add($1, $2, $3, $4)', [name, o.key, o.value.n, o.value.total]);
+    },
+    async () => (await ledger(name)).length >= 6,
+  );
+  assert.deepEqual(await ledger(name), ['a1', 'a3', 'a6', 'b1', 'b3', 'b6']);
   assert.deepEqual(errors, []);
 });
 

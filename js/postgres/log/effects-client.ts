@@ -16,6 +16,9 @@ const CONTROL =
 /** A character of an identifier after its first (Postgres: letters, digits, `_`, `$` and any non-ASCII). */
 const IDENTIFIER_PART = /[\w$\u0080-\uffff]/;
 
+/** A character that may start an identifier or a key word. */
+const WORD_START = /[A-Za-z_\u0080-\uffff]/;
+
 /** A dollar quote's tag at `lastIndex` (`$$`, `$body$`: of any length). */
 const DOLLAR_TAG = /\$(?:[A-Za-z_\u0080-\uffff][\w\u0080-\uffff]*)?\$/y;
 
@@ -40,9 +43,11 @@ function continuation(text: string, i: number): number {
 
 /**
  * The statements of `text` as Postgres splits them: at each `;` outside quoted text ('...' with '' inside, E'...'
- * with backslash escapes, "..." identifiers, $tag$...$tag$ bodies) and comments (`--` to the line's end at `\n` or
- * `\r`, `/* *\/` nested), each statement without its leading white space and comments, and each comment in it a
- * space. Text after an unclosed quote or comment is not split further (Postgres refuses it anyway). One pass.
+ * with backslash escapes, "..." identifiers, $tag$...$tag$ bodies), comments (`--` to the line's end at `\n` or
+ * `\r`, `/* *\/` nested) and the SQL-standard body of a routine (`CREATE [OR REPLACE] FUNCTION | PROCEDURE ... BEGIN
+ * ATOMIC ... END`, CASE ... END inside it), each statement without its leading white space and comments, and each
+ * comment in it a space. Text after an unclosed quote, comment or body is not split further (Postgres refuses it
+ * anyway). One pass.
  */
 export function statements(text: string): string[] {
   const out: string[] = [];
@@ -52,9 +57,19 @@ export function statements(text: string): string[] {
   let from = -1;
   const n = text.length;
   let i = 0;
+  // The statement's first words (lower case, up to 4: a routine's CREATE), the word before, and the depth of its
+  // BEGIN ATOMIC body (1 in it, one more per CASE inside; a `;` there is the body's).
+  let words: string[] = [];
+  let routine = false;
+  let previous = '';
+  let body = 0;
   const end = (at: number) => {
     if (start >= 0) out.push(made + text.slice(from, at));
     start = -1;
+    words = [];
+    routine = false;
+    previous = '';
+    body = 0;
   };
   /** A comment from `i` to `to`: a space in the statement, if one started. */
   const comment = (to: number) => {
@@ -88,7 +103,7 @@ export function statements(text: string): string[] {
       continue;
     }
     if (c === ';') {
-      end(i);
+      if (body === 0) end(i);
       i++;
       continue;
     }
@@ -120,6 +135,29 @@ export function statements(text: string): string[] {
       }
       continue;
     }
+    if (WORD_START.test(c) && (i === 0 || !IDENTIFIER_PART.test(text[i - 1]))) {
+      let j = i + 1;
+      while (j < n && IDENTIFIER_PART.test(text[j])) j++;
+      // (Only a routine's words are looked at past its first four.)
+      if (words.length < 4 || routine) {
+        const word = text.slice(i, j).toLowerCase();
+        if (words.length < 4) {
+          words.push(word);
+          routine =
+            words[0] === 'create' &&
+            (isRoutine(words[1]) || (words[1] === 'or' && words[2] === 'replace' && isRoutine(words[3])));
+        }
+        if (routine) {
+          if (word === 'atomic' && previous === 'begin' && body === 0) body = 1;
+          else if (body > 0 && word === 'case') body++;
+          else if (body > 0 && word === 'end') body--;
+          previous = word;
+        }
+      }
+      // (An E or U& before a quote is looked at there: the quote's own branch reads the character before it.)
+      i = j;
+      continue;
+    }
     if (c === '$') {
       DOLLAR_TAG.lastIndex = i;
       const tag = DOLLAR_TAG.exec(text);
@@ -133,6 +171,10 @@ export function statements(text: string): string[] {
   }
   end(n);
   return out;
+}
+
+function isRoutine(word: string | undefined): boolean {
+  return word === 'function' || word === 'procedure';
 }
 
 /** The transaction-control statement `text` holds (any of its statements), or undefined. */
