@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { prng } from '../bench/prng.mjs';
-import { NOT_PLAIN, TOO_LARGE, encodeCopy, jsonCodec, plainCopy } from '../dist/durable/common/codec.js';
+import { MIXED, NOT_PLAIN, TAGGED, TOO_LARGE, encodeCopy, jsonCodec, plainCopy } from '../dist/durable/common/codec.js';
 
 const decoded = (value) => jsonCodec.decode(Buffer.from(jsonCodec.encode(value)));
 const LIMIT = 1 << 20;
@@ -44,7 +44,8 @@ test('plainCopy: for random plain data, the same values, prototypes and key orde
   for (let i = 0; i < 5000; i++) {
     const value = randomValue(next, 0);
     const copy = plainCopy(value, LIMIT);
-    const tagged = plainCopy.tagged;
+    const tagged = (plainCopy.kind & TAGGED) !== 0;
+    assert.equal(plainCopy.kind & MIXED, 0, 'whole');
     if (copy === NOT_PLAIN) {
       assert.ok(value === undefined || typeof value === 'function' || typeof value === 'symbol', `refused ${String(value)}`);
       continue;
@@ -96,11 +97,32 @@ test('plainCopy: what it does not copy goes the text way', () => {
     bigint: 1n,
     function: () => 1,
     ownToJSON: { toJSON: () => 'x' },
-    nested: { a: [{ when: new Date(0) }] },
-    deep,
     arraySubclass: new (class extends Array {})(),
   };
   for (const [name, value] of Object.entries(refused)) assert.equal(plainCopy(value, LIMIT), NOT_PLAIN, name);
+  // Inside plain data, such a value is kept as it is: the copy is not whole, and its text is the value's.
+  const inside = {
+    nested: { a: [{ when: new Date(0) }, 1, { b: Buffer.from([1]) }] },
+    deep: [deep],
+    instance: [new Point(), { x: -0 }],
+    bytes: { bytes: new Uint8Array([1]), n: NaN, u: undefined },
+  };
+  for (const [name, value] of Object.entries(inside)) {
+    const copy = plainCopy(value, LIMIT);
+    assert.equal(plainCopy.kind & MIXED, MIXED, name);
+    assert.notEqual(copy, value, name);
+    assert.equal(jsonCodec.encode(copy), jsonCodec.encode(value), name);
+  }
+  assert.notEqual(plainCopy({ a: [1, { b: 'c' }] }, LIMIT), NOT_PLAIN);
+  assert.equal(plainCopy.kind, 0);
+  // What the copy read is not read again: a getter beside a Date is read once.
+  let got = 0;
+  const counting = Object.defineProperty({ at: new Date(0) }, 'n', { get: () => ++got, enumerable: true });
+  const copy = plainCopy({ list: [counting] }, LIMIT);
+  assert.equal(jsonCodec.encode(copy), '{"list":[{"at":"1970-01-01T00:00:00.000Z","n":1}]}');
+  assert.equal(got, 1);
+  // A BigInt inside: its text cannot be made, from the copy as from the value.
+  assert.throws(() => jsonCodec.encode(plainCopy({ big: 1n }, LIMIT)), TypeError);
 });
 
 test('plainCopy: keys and items are made own as JSON makes them, whatever the prototypes hold', () => {

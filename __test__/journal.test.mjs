@@ -314,11 +314,16 @@ async function firstRunAndReplay(fn) {
 
 test('a first run sees what its replay sees: results decoded from their records, undefined kept, built-in error classes', async () => {
   let mails = 0;
+  let reads = 0;
   const seen = [];
   const fn = streamFn(
     async function* (events, ctx) {
       for await (const e of events) {
         const at = await ctx.run('clock', () => new Date(Date.UTC(2026, 10, 28)));
+        // A plain object with a Date inside (not copied: its text decoded) and a getter, read once.
+        const priced = await ctx.run('price', () =>
+          Object.defineProperty({ at: new Date(0) }, 'cents', { get: () => ++reads, enumerable: true }),
+        );
         const sent = await ctx.run('send-mail', () => {
           mails++;
         });
@@ -332,7 +337,7 @@ test('a first run sees what its replay sees: results decoded from their records,
         }
         const chunks = [];
         for await (const chunk of ctx.stream('model', () => [new Date(0), undefined, 'tail'])) chunks.push(chunk);
-        seen.push({ at, sent, range: error instanceof RangeError, name: error.name, code: error.code, chunks });
+        seen.push({ at, priced, sent, range: error instanceof RangeError, name: error.name, code: error.code, chunks });
         yield { e };
       }
     },
@@ -342,6 +347,7 @@ test('a first run sees what its replay sees: results decoded from their records,
   assert.equal(seen.length, 2, 'the first run and the replay');
   assert.deepEqual(seen[0], {
     at: '2026-11-28T00:00:00.000Z',
+    priced: { at: '1970-01-01T00:00:00.000Z', cents: 1 },
     sent: undefined,
     range: true,
     name: 'RangeError',
@@ -350,6 +356,7 @@ test('a first run sees what its replay sees: results decoded from their records,
   });
   assert.deepEqual(seen[1], seen[0], 'the replay saw the same');
   assert.equal(mails, 1, 'a body that returns nothing is recorded: the replay did not send again');
+  assert.equal(reads, 1, 'the getter was read once, by the first run');
   assert.deepEqual(
     tw.outputs().map((o) => o.value),
     [{ e: 1 }],

@@ -161,8 +161,12 @@ export const TOO_LARGE: unique symbol = Symbol('too large');
 
 /** Bytes of text the copy in progress may still take (counted low: each value at least its shortest text). */
 let room = 0;
-/** Whether the copy in progress has a key that is the bytes' tag (decoding its text may give a Buffer there). */
-let tagged = false;
+/** `plainCopy.kind`: a key of the copy is the bytes' tag (decoding its text may give a Buffer there). */
+export const TAGGED = 1;
+/** `plainCopy.kind`: the copy holds a value it did not copy, kept as it is (encode and decode the copy then). */
+export const MIXED = 2;
+/** The copy in progress: TAGGED and MIXED, or 0. */
+let copyKind = 0;
 
 /**
  * What `jsonCodec` decodes `value`'s encoding to, made without the text, for plain data: null, booleans, strings,
@@ -171,38 +175,40 @@ let tagged = false;
  * enumerable, by string key, each read once; undefined, a function or a symbol left out, or null in an array), and
  * made as JSON makes them (an object's as own data properties, in JSON's order, whatever its prototype holds; an
  * array's index its prototype holds goes the text way). Anything else (a Buffer, a Date, a class's instance, a
- * BigInt) gives `NOT_PLAIN`: encode and decode then. A value whose text would pass `limit` bytes gives `TOO_LARGE`,
+ * BigInt) is not copied: at the top it gives `NOT_PLAIN`; inside, the copy keeps it as it is (`plainCopy.kind`
+ * has MIXED). Encode and decode then: the copy (its text is the value's, and what the copy read is not read again)
+ * or the value. A value whose text would pass `limit` bytes gives `TOO_LARGE`,
  * found before it is all copied (shared objects are copied per place, as their text repeats them); a string alone
  * never does. A copy, not `value`: what the caller does to it later does not reach the value a replay decodes, nor
- * the reverse. `plainCopy.tagged`: a key of the copy is the bytes' tag, so that decoding its text may give a Buffer
- * where the copy has an object (decode the text then).
+ * the reverse. `plainCopy.kind` has TAGGED when a key of the copy is the bytes' tag, so that decoding its text may
+ * give a Buffer where the copy has an object (decode the text then).
  */
 export function plainCopy(value: unknown, limit: number): unknown {
   // (A string alone: its text, made at once, says its exact bytes.)
   if (typeof value === 'string') {
-    plainCopy.tagged = false;
+    plainCopy.kind = 0;
     return value;
   }
   // (A getter read by the copy may copy another value meanwhile: the walk's state is put back after.)
   const outerRoom = room;
-  const outerTagged = tagged;
+  const outerKind = copyKind;
   room = limit;
-  tagged = false;
+  copyKind = 0;
   let copy: unknown;
   try {
     copy = copyOf(value, 0);
     plainCopy.atLeast = copy === TOO_LARGE ? limit - room : 0;
-    plainCopy.tagged = tagged;
+    plainCopy.kind = copyKind;
   } finally {
     room = outerRoom;
-    tagged = outerTagged;
+    copyKind = outerKind;
   }
   return copy;
 }
 /** After `TOO_LARGE`: the fewest bytes the value's text takes (more than the limit). */
 plainCopy.atLeast = 0;
-/** After a copy: whether a key of it is the bytes' tag. */
-plainCopy.tagged = false;
+/** After a copy: TAGGED, MIXED, both or 0 (a copy to take as it is). */
+plainCopy.kind = 0;
 
 function copyOf(value: unknown, depth: number): unknown {
   switch (typeof value) {
@@ -254,8 +260,11 @@ function copyOf(value: unknown, depth: number): unknown {
         out.push(null);
       } else {
         const copied = copyOf(item, depth + 1);
-        if (copied === NOT_PLAIN || copied === TOO_LARGE) return copied;
-        out.push(copied);
+        if (copied === TOO_LARGE) return copied;
+        if (copied === NOT_PLAIN) {
+          copyKind |= MIXED;
+          out.push(item);
+        } else out.push(copied);
       }
     }
     return room < 0 ? TOO_LARGE : out;
@@ -276,7 +285,7 @@ function copyOf(value: unknown, depth: number): unknown {
       delete out[key];
       continue;
     }
-    if (key === BUFFER_TAG) tagged = true;
+    if (key === BUFFER_TAG) copyKind |= TAGGED;
     // (Its text: the key quoted, a colon and a comma.)
     room -= key.length + 4;
     if (kind === 'string') room -= (item as string).length + 2;
@@ -287,8 +296,9 @@ function copyOf(value: unknown, depth: number): unknown {
       else if (!Number.isFinite(item)) out[key] = null;
     } else {
       const copied = copyOf(item, depth + 1);
-      if (copied === NOT_PLAIN || copied === TOO_LARGE) return copied;
-      out[key] = copied;
+      if (copied === TOO_LARGE) return copied;
+      if (copied === NOT_PLAIN) copyKind |= MIXED;
+      else out[key] = copied;
     }
     if (room < 0) return TOO_LARGE;
   }

@@ -19,7 +19,17 @@
 // (`Segment.take`) or a checkpoint call cuts it (`cut`): an entry never holds calls both before and after a
 // checkpoint, so the checkpoint's commit forgets exactly the entries it covers.
 import type { Codec } from '../common/codec';
-import { NOT_PLAIN, TOO_LARGE, decodeStored, encodeChecked, encodeCopy, jsonCodec, plainCopy } from '../common/codec';
+import {
+  MIXED,
+  NOT_PLAIN,
+  TAGGED,
+  TOO_LARGE,
+  decodeStored,
+  encodeChecked,
+  encodeCopy,
+  jsonCodec,
+  plainCopy,
+} from '../common/codec';
 import type { JournalEntry, JournalRecord } from '../common/transport';
 import { journalField } from '../common/stored';
 import { BodyCall, FactoryCall } from '../../core/journal-calls';
@@ -412,11 +422,11 @@ export class Journal {
     const { codec, maxEventBytes } = this.host;
     // Plain data by the JSON codec (most results): its copy is what its record decodes to, made without decoding.
     let copy: unknown = NOT_PLAIN;
-    let tagged = false;
+    let kind = 0;
     try {
       if (codec === jsonCodec) {
         copy = plainCopy(value, maxEventBytes);
-        tagged = plainCopy.tagged;
+        kind = plainCopy.kind;
       }
     } catch {
       // (A value that throws as it is read, a revoked proxy: the codec's own encode says how, below.)
@@ -424,13 +434,14 @@ export class Journal {
     }
     // (Known too large before it is all copied: its text is not made, which could take long and much memory.)
     if (copy === TOO_LARGE) throw new EventTooLargeError(what(), plainCopy.atLeast, maxEventBytes, true);
-    if (copy !== NOT_PLAIN) {
+    if (copy !== NOT_PLAIN && (kind & MIXED) === 0) {
       const text = encodeCopy(copy, maxEventBytes, what);
       this.#record(call, at, 'v', name, text, signal, yielded);
       // (An object keyed by the bytes' tag may decode to a Buffer: what a replay gets is the text decoded then.)
-      return tagged ? decodeStored(codec, text) : copy;
+      return kind & TAGGED ? decodeStored(codec, text) : copy;
     }
-    const payload = encodeChecked(codec, value, maxEventBytes, what);
+    // (A copy that kept a value it did not copy, a Date: its text is the value's, and what it read is not read again.)
+    const payload = encodeChecked(codec, copy === NOT_PLAIN ? value : copy, maxEventBytes, what);
     this.#record(call, at, 'v', name, payload, signal, yielded);
     return decodeStored(codec, payload);
   }
