@@ -84,6 +84,8 @@ test('which statements the effects client refuses: transaction control, not save
     'CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END; ROLLBACK',
     'create or replace function f() returns int language sql begin atomic select case when true then 1 end; end; commit',
     "CREATE FUNCTION begin() RETURNS int LANGUAGE sql AS 'SELECT 1'; ROLLBACK",
+    "CREATE FUNCTION f(begin atomic) RETURNS int LANGUAGE sql AS 'SELECT 1'; ROLLBACK AND CHAIN; SELECT 1",
+    "CREATE FUNCTION f() RETURNS TABLE (begin atomic) LANGUAGE sql AS 'SELECT 1'; COMMIT",
     'CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END; BEGIN ATOMIC; END',
     'CREATE TABLE t (begin int); BEGIN',
     'SELECT 1 AS begin, 2 AS atomic; COMMIT',
@@ -113,6 +115,7 @@ test('which statements the effects client refuses: transaction control, not save
     'SELECT 1 /* ; rollback */',
     'SELECT $1::text',
     'CREATE FUNCTION f(a int) RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT CASE WHEN a > 0 THEN a ELSE 0 END; END',
+    'CREATE FUNCTION f(a int DEFAULT (1)) RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT (a); SELECT f((1)); END',
     'create or replace procedure p() language sql begin /* c */ atomic insert into t values (1); end; select 1',
     'CREATE OR REPLACE FUNCTION "f;end"() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT \'; commit\'::int; END',
   ]) {

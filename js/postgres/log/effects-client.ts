@@ -57,11 +57,13 @@ export function statements(text: string): string[] {
   let from = -1;
   const n = text.length;
   let i = 0;
-  // The statement's first words (lower case, up to 4: a routine's CREATE), the word before, and the depth of its
-  // BEGIN ATOMIC body (1 in it, one more per CASE inside; a `;` there is the body's).
+  // The statement's first words (lower case, up to 4: a routine's CREATE), the word before, its parentheses open
+  // (a routine's parameters, its RETURNS TABLE), and the depth of its BEGIN ATOMIC body (1 in it, one more per CASE
+  // inside; a `;` there is the body's). The body begins only outside parentheses: `f(begin atomic)` is a parameter.
   let words: string[] = [];
   let routine = false;
   let previous = '';
+  let parens = 0;
   let body = 0;
   const end = (at: number) => {
     if (start >= 0) out.push(made + text.slice(from, at));
@@ -69,6 +71,7 @@ export function statements(text: string): string[] {
     words = [];
     routine = false;
     previous = '';
+    parens = 0;
     body = 0;
   };
   /** A comment from `i` to `to`: a space in the statement, if one started. */
@@ -148,7 +151,7 @@ export function statements(text: string): string[] {
             (isRoutine(words[1]) || (words[1] === 'or' && words[2] === 'replace' && isRoutine(words[3])));
         }
         if (routine) {
-          if (word === 'atomic' && previous === 'begin' && body === 0) body = 1;
+          if (word === 'atomic' && previous === 'begin' && body === 0 && parens === 0) body = 1;
           else if (body > 0 && word === 'case') body++;
           else if (body > 0 && word === 'end') body--;
           previous = word;
@@ -166,6 +169,10 @@ export function statements(text: string): string[] {
         i = close < 0 ? n : close + tag[0].length;
         continue;
       }
+    }
+    if (routine && body === 0) {
+      if (c === '(') parens++;
+      else if (c === ')' && parens > 0) parens--;
     }
     i++;
   }
