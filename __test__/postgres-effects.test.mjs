@@ -87,6 +87,8 @@ test('which statements the effects client refuses: transaction control, not save
     "CREATE FUNCTION f(begin atomic) RETURNS int LANGUAGE sql AS 'SELECT 1'; ROLLBACK AND CHAIN; SELECT 1",
     "CREATE FUNCTION f() RETURNS TABLE (begin atomic) LANGUAGE sql AS 'SELECT 1'; COMMIT",
     'CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END; BEGIN ATOMIC; END',
+    'CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1 AS case; END; ROLLBACK',
+    'CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT t.case FROM t; END; COMMIT',
     'CREATE TABLE t (begin int); BEGIN',
     'SELECT 1 AS begin, 2 AS atomic; COMMIT',
   ]) {
@@ -116,6 +118,8 @@ test('which statements the effects client refuses: transaction control, not save
     'SELECT $1::text',
     'CREATE FUNCTION f(a int) RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT CASE WHEN a > 0 THEN a ELSE 0 END; END',
     'CREATE FUNCTION f(a int DEFAULT (1)) RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT (a); SELECT f((1)); END',
+    // A key word as a label: `AS end`, `t.end`.
+    'CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1 AS end; SELECT t.end FROM t; SELECT t. case FROM t; END',
     'create or replace procedure p() language sql begin /* c */ atomic insert into t values (1); end; select 1',
     'CREATE OR REPLACE FUNCTION "f;end"() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT \'; commit\'::int; END',
   ]) {
@@ -145,7 +149,10 @@ test('the effects client sends the text it checked; a prepared name alone or a S
     },
     rowMode: 'array',
   });
-  assert.deepEqual(sent[0], [{ text: 'SELECT 1', rowMode: 'array' }, undefined]);
+  // (By the simple protocol: with the transaction's mark checked after it.)
+  assert.equal(sent[0][0].rowMode, 'array');
+  assert.ok(sent[0][0].text.startsWith('SELECT 1\n;SELECT CASE'), sent[0][0].text);
+  assert.equal(sent[0][1], undefined);
   for (const config of [{ name: 'prepared' }, { text: 'SELECT 1', submit() {} }, null, 7]) {
     await assert.rejects(tx.query(config), { code: 'ERR_VELO_EFFECTS_CLIENT' }, String(config));
   }
@@ -191,19 +198,76 @@ for (const [end, kind] of [
   ['ROLLBACK', 'ended'],
   ['COMMIT AND CHAIN', 'committed and another begun'],
 ]) {
-  test(`a ${end} the effects client does not see fails the commit at its COMMIT (its transaction ${kind}): retried, no output lost`, async () => {
+  const name = `fx_hidden_${end.replaceAll(' ', '_').toLowerCase()}`;
+  test(`a ${end} the effects client does not see fails its text, and the statements after it roll back (its transaction ${kind}): retried, no output lost`, async () => {
     await failsOnceThenCommits(
-      `fx_hidden_${end.replaceAll(' ', '_').toLowerCase()}`,
+      name,
       async (tx) => {
         // With standard_conforming_strings off, a backslash escapes a quote in '...': the client reads a string and
-        // a comment, the server a string, the statement and a comment.
+        // a comment, the server a string, the statements and a comment. The row after the end must not be kept.
         await tx.query('SET LOCAL standard_conforming_strings = off');
-        await tx.query(`SELECT '\\' -- ';${end};SELECT 1 AS x --'`);
+        await tx.query(
+          `SELECT '\\' -- ';${end};INSERT INTO fx_ledger (fn, key, n, total) VALUES ('${name}', 'after', 0, 0);SELECT 1 AS x --'`,
+        );
       },
-      /was ended before its COMMIT/,
+      /text ended the commit's transaction/,
+    );
+  });
+  test(`a ${end} the effects client does not see, its failure caught: later calls are refused, and so is the commit (its transaction ${kind})`, async () => {
+    const refused = [];
+    await failsOnceThenCommits(
+      `${name}_caught`,
+      async (tx) => {
+        await tx.query('SET LOCAL standard_conforming_strings = off');
+        await tx.query(`SELECT '\\' -- ';${end};SELECT 1 AS x --'`).catch(() => {});
+        await tx
+          .query('INSERT INTO fx_ledger (fn, key, n, total) VALUES ($1, $2, 0, 0)', [`${name}_caught`, 'after'])
+          .catch((error) => refused.push(error.code));
+      },
+      /text ended the commit's transaction/,
+    );
+    assert.deepEqual(refused, ['ERR_VELO_EFFECTS_CLIENT']);
+  });
+  test(`a ${end} the effects client does not see, not awaited: the COMMIT after it is not run (its transaction ${kind})`, async () => {
+    await failsOnceThenCommits(
+      `${name}_unawaited`,
+      async (tx) => {
+        await tx.query('SET LOCAL standard_conforming_strings = off');
+        void tx.query(`SELECT '\\' -- ';${end};SELECT 1 AS x --'`).catch(() => {});
+      },
+      // (Ended: the COMMIT's check finds no mark; ended and another begun: the check after the text failed in it.)
+      end === 'ROLLBACK' ? /was ended before its COMMIT/ : /the commit was rolled back/,
     );
   });
 }
+
+test('a text of several statements gives each its result, as node-postgres does; one alone, its own', async () => {
+  const sent = [];
+  const fake = {
+    query: async (config) => {
+      const text = typeof config === 'string' ? config : config.text;
+      sent.push(text);
+      const n = text.split(';').length;
+      return n === 1 ? { command: 'SELECT', rows: [0] } : Array.from({ length: n }, (_, i) => ({ command: 'SELECT', rows: [i] }));
+    },
+  };
+  const { client } = effectsClient(fake);
+  assert.deepEqual((await client.query('SELECT 0')).rows, [0]);
+  assert.deepEqual(
+    (await client.query('SELECT 0; SELECT 1')).map((r) => r.rows),
+    [[0], [1]],
+  );
+  // By the extended protocol (values, a name): one statement, sent as it is.
+  assert.deepEqual((await client.query('SELECT $1', [1])).rows, [0]);
+  assert.deepEqual((await client.query({ text: 'SELECT 0', name: 'q' })).rows, [0]);
+  // Comments alone: no statement to check.
+  await client.query('-- nothing');
+  assert.deepEqual(
+    sent.map((t) => t.includes('velo.transaction')),
+    [true, true, false, false, false],
+  );
+  assert.ok(sent[0].startsWith('SELECT 0\n;'), sent[0]);
+});
 
 test('a call on the effects client after the callback returned is refused; savepoints work, a config object with its values too', async () => {
   const name = 'fx_leak';

@@ -11,7 +11,7 @@ import type { Commit, CommitResult, Lease } from '../../durable/common/transport
 import { FencedError } from '../../errors';
 import type { CommitEffects, WrittenOutput } from './commit';
 import { type OneAsk, type OneResult, commitInOne, commitManyInOne } from './commit-one';
-import { effectsClient } from './effects-client';
+import { runEffects } from './effects-client';
 import { type PgClientLike, type PgPoolLike, bytes, transaction } from './sql';
 
 /**
@@ -110,8 +110,7 @@ export class CommitTurn {
         const written = results.flatMap((done, i) => (done === null ? [] : writtenOf(list[i], done)));
         if (written.length > 0) {
           // (Guarded: no transaction control, no call once the callback settled; see effects-client.ts.)
-          const guarded = effectsClient(client);
-          await effects(guarded.client as PgClientLike, written).finally(() => guarded.settle());
+          await runEffects(client, effects, written);
         }
         return results;
       },

@@ -8,7 +8,7 @@ import { endValue, keptValue, lastPlaces, parseEnd, snapshotValue } from '../../
 import type { Commit, CommitResult, Divergence, Lease } from '../../durable/common/transport';
 import { keepOpenings } from './openings';
 import { journalStatements } from './journal';
-import { effectsClient } from './effects-client';
+import { runEffects } from './effects-client';
 import { type PgClientLike, bytes, idKey, idOf, idParts, millis, run, str, text } from './sql';
 
 function digest(field: string, data: Buffer | string): string {
@@ -255,9 +255,9 @@ export async function applyCommit(
 
   if (effects !== undefined && rows.length > 0) {
     // (Guarded: no transaction control, no call once the callback settled; see effects-client.ts.)
-    const guarded = effectsClient(client);
-    await effects(
-      guarded.client as PgClientLike,
+    await runEffects(
+      client,
+      effects,
       rows.map((r) => ({
         partition: p,
         id: `${r.ms}-${r.seq}`,
@@ -268,7 +268,7 @@ export async function applyCommit(
         data: r.data,
         traceparent: r.tp,
       })),
-    ).finally(() => guarded.settle());
+    );
   }
 
   if (commit.ended.length > 0) await forgetEnded(client, S, fn, p, commit, check, marks, diverged);

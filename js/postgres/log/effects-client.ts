@@ -3,8 +3,14 @@
 // autocommit, and a failure after it would lose outputs), and a call after the callback settled would run inside
 // whatever transaction the connection runs next: both are refused (ERR_VELO_EFFECTS_CLIENT). Savepoints are safe
 // (SAVEPOINT, RELEASE, ROLLBACK TO) and allowed.
+//
+// The server has the last word on what the client misreads (text read under standard_conforming_strings off, say):
+// a text sent by the simple protocol, which may hold several statements, is sent with the transaction's mark checked
+// after them (`MARK_CHECK`). Had a statement of it ended the transaction, the check fails, and the statements after
+// that end, which ran in an implicit transaction of their own, roll back with it; the client then refuses every
+// later call. A statement sent by the extended protocol is one statement (the server refuses more), read whole here.
 import { effectsClientError } from '../../errors';
-import type { PgClientLike, PgResult } from './sql';
+import { MARK_CHECK, markCheckFailed, type PgClientLike, type PgResult } from './sql';
 
 /**
  * A transaction-control statement's start, in a statement whose comments are spaces (`statements`): ROLLBACK TO (a
@@ -65,6 +71,8 @@ export function statements(text: string): string[] {
   let previous = '';
   let parens = 0;
   let body = 0;
+  /** A `.` came after the routine's last word: the next is a name's part. */
+  let dotted = false;
   const end = (at: number) => {
     if (start >= 0) out.push(made + text.slice(from, at));
     start = -1;
@@ -73,6 +81,7 @@ export function statements(text: string): string[] {
     previous = '';
     parens = 0;
     body = 0;
+    dotted = false;
   };
   /** A comment from `i` to `to`: a space in the statement, if one started. */
   const comment = (to: number) => {
@@ -151,10 +160,14 @@ export function statements(text: string): string[] {
             (isRoutine(words[1]) || (words[1] === 'or' && words[2] === 'replace' && isRoutine(words[3])));
         }
         if (routine) {
+          // (A label is no key word: `AS case`, `t.end`. A bare label, `SELECT 1 case`, is read as one: the check
+          // after a simple text has the last word, see the file's comment.)
+          const label = previous === 'as' || dotted;
           if (word === 'atomic' && previous === 'begin' && body === 0 && parens === 0) body = 1;
-          else if (body > 0 && word === 'case') body++;
-          else if (body > 0 && word === 'end') body--;
+          else if (body > 0 && word === 'case' && !label) body++;
+          else if (body > 0 && word === 'end' && !label) body--;
           previous = word;
+          dotted = false;
         }
       }
       // (An E or U& before a quote is looked at there: the quote's own branch reads the character before it.)
@@ -170,6 +183,7 @@ export function statements(text: string): string[] {
         continue;
       }
     }
+    if (routine && c === '.') dotted = true;
     if (routine && body === 0) {
       if (c === '(') parens++;
       else if (c === ')' && parens > 0) parens--;
@@ -186,17 +200,65 @@ function isRoutine(word: string | undefined): boolean {
 
 /** The transaction-control statement `text` holds (any of its statements), or undefined. */
 export function controlStatement(text: string): string | undefined {
-  for (const statement of statements(text)) {
+  return controlIn(statements(text));
+}
+
+function controlIn(list: readonly string[]): string | undefined {
+  for (const statement of list) {
     const m = CONTROL.exec(statement);
     if (m !== null) return m[0].replace(/\s+/g, ' ').toUpperCase();
   }
   return undefined;
 }
 
-/** The guarded client of one `effects` call, and `settle()`, called once the callback has settled. */
-export function effectsClient(client: PgClientLike): { client: Pick<PgClientLike, 'query'>; settle(): void } {
+/** Whether node-postgres sends `config` by the simple protocol (as its `Query.requiresPreparation` says no). */
+function simpleProtocol(config: string | Record<string, unknown>, values: unknown): boolean {
+  if (typeof config === 'string') return !hasValues(values);
+  if (config.queryMode === 'extended' || Boolean(config.name) || Boolean(config.rows)) return false;
+  return !hasValues(values ?? config.values);
+}
+
+function hasValues(values: unknown): boolean {
+  return values !== null && values !== undefined && ((values as { length?: unknown }).length as number) > 0;
+}
+
+/** Why a text's statements were rolled back and the client refuses more: a statement of it ended the transaction. */
+const ENDED_IN_TEXT =
+  "The effects client's text ended the commit's transaction (a COMMIT or ROLLBACK in it that the client did not read " +
+  'as one, as with standard_conforming_strings off): its statements after that end were rolled back, the client ' +
+  'takes no more calls, and the commit is retried. Never end the transaction in effects (savepoints are allowed).';
+
+/**
+ * One call of `effects` with `written` on the guarded client of `client`: its failure, or, had a text of it ended the
+ * transaction (a failure the callback caught), that.
+ */
+export async function runEffects<W>(
+  client: PgClientLike,
+  effects: (client: PgClientLike, written: W) => Promise<void>,
+  written: W,
+): Promise<void> {
+  const guarded = effectsClient(client);
+  try {
+    await effects(guarded.client as PgClientLike, written);
+  } finally {
+    guarded.settle();
+  }
+  const ended = guarded.ended();
+  if (ended !== undefined) throw ended;
+}
+
+/** The guarded client of one `effects` call, `settle()`, called once the callback has settled, and `ended()`. */
+export function effectsClient(client: PgClientLike): {
+  client: Pick<PgClientLike, 'query'>;
+  settle(): void;
+  /** The failure of a text that ended the transaction, if one did. */
+  ended(): Error | undefined;
+} {
   let settled = false;
+  /** The failure of a text that ended the transaction: every later call fails with it. */
+  let ended: Error | undefined;
   const query = (config: string | { text: string }, values?: unknown[]): Promise<PgResult> => {
+    if (ended !== undefined) return Promise.reject(ended);
     if (settled) {
       return Promise.reject(
         effectsClientError(
@@ -215,7 +277,8 @@ export function effectsClient(client: PgClientLike): { client: Pick<PgClientLike
         ),
       );
     }
-    const control = controlStatement(text);
+    const list = statements(text);
+    const control = controlIn(list);
     if (control !== undefined) {
       return Promise.reject(
         effectsClientError(
@@ -223,14 +286,31 @@ export function effectsClient(client: PgClientLike): { client: Pick<PgClientLike
         ),
       );
     }
-    // (The text checked is the text sent: a config object is passed on as a copy with it.)
-    const statement = typeof config === 'string' ? config : { ...config, text };
-    return values === undefined ? client.query(statement as string) : client.query(statement as string, values);
+    const send = (sent: string) => {
+      // (The text checked is the text sent: a config object is passed on as a copy with it.)
+      const statement = typeof config === 'string' ? sent : { ...config, text: sent };
+      return values === undefined ? client.query(statement as string) : client.query(statement as string, values);
+    };
+    if (list.length === 0 || !simpleProtocol(config, values)) return send(text);
+    // (After a line break: a `--` comment at the text's end ends there.)
+    return send(`${text}\n;${MARK_CHECK}`).then(
+      (result) => {
+        // Its own statements' results, as node-postgres gives them: one alone, several as a list.
+        const own = (Array.isArray(result) ? result : [result]).slice(0, -1) as PgResult[];
+        return own.length === 1 ? own[0] : (own as unknown as PgResult);
+      },
+      (error: unknown) => {
+        if (!markCheckFailed(error)) throw error;
+        ended = Object.assign(effectsClientError(ENDED_IN_TEXT), { cause: error });
+        throw ended;
+      },
+    );
   };
   return {
     client: { query },
     settle: () => {
       settled = true;
     },
+    ended: () => ended,
   };
 }

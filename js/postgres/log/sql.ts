@@ -347,6 +347,21 @@ export const IDLE_IN_TRANSACTION_MS = 5000;
 /** A transaction's mark, set as it begins: gone once it ended (a setting made with SET LOCAL is the transaction's). */
 const MARK = 'SET LOCAL velo.transaction = 1';
 
+/** The failure `MARK_CHECK` says, in its message (22P02: its text made an integer). */
+const NO_MARK = 'velo-stream: the transaction was ended';
+
+/**
+ * A statement that fails (`markCheckFailed`) unless it runs in a transaction that set MARK. (Only its ELSE
+ * makes the text an integer: the settings it reads are not constants the planner would fold.)
+ */
+export const MARK_CHECK = `SELECT CASE WHEN current_setting('velo.transaction', true) = '1' THEN 1 ELSE ('${NO_MARK}' || coalesce(current_setting('velo.transaction', true), ''))::int END`;
+
+/** Whether `error` is `MARK_CHECK`'s failure. */
+export function markCheckFailed(error: unknown): boolean {
+  const e = error as { code?: unknown; message?: unknown } | null;
+  return e?.code === '22P02' && typeof e.message === 'string' && e.message.includes(NO_MARK);
+}
+
 /**
  * The COMMIT of the transaction that set MARK, in one round trip: the check fails in another transaction or none
  * (22P02: the mark is empty; 42704: never set on the connection), and the COMMIT is then not run.
@@ -356,9 +371,9 @@ const COMMIT_MARKED = "SELECT current_setting('velo.transaction')::int; COMMIT";
 /** Why a transaction's COMMIT was not run. */
 const ENDED_UNDER =
   "the commit's transaction was ended before its COMMIT, by a statement of the effects callback (a COMMIT or " +
-  'ROLLBACK in its text): what the commit wrote before it may have been rolled back, and what came after it ran ' +
-  'outside that transaction; nothing more was committed, and the commit is retried. Never end the transaction in ' +
-  'effects (savepoints are allowed)';
+  'ROLLBACK in a text whose failure the callback did not wait for): what the commit wrote before that end was ' +
+  'committed or rolled back with it, nothing after it was committed, and the commit is retried (it writes nothing ' +
+  'twice). Never end the transaction in effects (savepoints are allowed)';
 
 /** Why a transaction was rolled back at its COMMIT. */
 const ROLLED_BACK =
