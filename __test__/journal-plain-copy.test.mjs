@@ -121,6 +121,20 @@ test('plainCopy: what it does not copy goes the text way', () => {
   const copy = plainCopy({ list: [counting] }, LIMIT);
   assert.equal(jsonCodec.encode(copy), '{"list":[{"at":"1970-01-01T00:00:00.000Z","n":1}]}');
   assert.equal(got, 1);
+  // The codec's own reads: a class's getter beside a Date or a Buffer is read by JSON alone; bytes are tagged, a
+  // look-alike of a Buffer's JSON is not.
+  class Priced {
+    constructor() {
+      Object.defineProperty(this, 'cents', { get: () => ++got, enumerable: true });
+    }
+  }
+  got = 0;
+  const mixed = { at: new Date(0), priced: new Priced(), bytes: Buffer.from([1, 2]), view: new Uint8Array([3]) };
+  assert.equal(
+    jsonCodec.encode({ ...mixed, fake: { type: 'Buffer', data: [1] } }),
+    '{"at":"1970-01-01T00:00:00.000Z","priced":{"cents":1},"bytes":{"$velo:buffer":"AQI="},"view":{"$velo:buffer":"Aw=="},"fake":{"type":"Buffer","data":[1]}}',
+  );
+  assert.equal(got, 1);
   // A BigInt inside: its text cannot be made, from the copy as from the value.
   assert.throws(() => jsonCodec.encode(plainCopy({ big: 1n }, LIMIT)), TypeError);
 });

@@ -35,8 +35,14 @@ function mayHoldBytes(value: unknown, depth: number): boolean {
 }
 
 function replaceBytes(this: Record<string, unknown>, key: string, converted: unknown): unknown {
-  // `this[key]` is the value before Buffer's own toJSON ran.
-  const raw = this[key];
+  // A Uint8Array has no toJSON of its own; a Buffer's gives `{ type: 'Buffer', data }`, and only then is the value
+  // before it (`this[key]`, read again) looked at: any other property is read once, by JSON alone.
+  const raw =
+    converted instanceof Uint8Array
+      ? converted
+      : converted !== null && typeof converted === 'object' && (converted as { type?: unknown }).type === 'Buffer'
+        ? this[key]
+        : undefined;
   if (raw instanceof Uint8Array)
     return { [BUFFER_TAG]: Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64') };
   return converted;
