@@ -459,7 +459,7 @@ export const ERROR_CODES = {
   ERR_VELO_EFFECTS_CLIENT: {
     class: '',
     from: 'velo-stream/postgres',
-    when: "A call on the client `effects` was given that would break the commit's transaction: a transaction-control statement (BEGIN, START, COMMIT, END, ROLLBACK, ABORT, PREPARE TRANSACTION; savepoints are allowed), or any call after the `effects` callback settled; or a statement on it failed and the callback went on (it caught the error or did not await the statement), so that the transaction ended rolled back at its COMMIT. The commit fails and is retried.",
+    when: "A call on the client `effects` was given that would break the commit's transaction: a transaction-control statement (BEGIN, START, COMMIT, END, ROLLBACK, ABORT, PREPARE TRANSACTION; savepoints are allowed), a text whose statements ended the transaction all the same (the server's check after them failed), or any call after the `effects` callback settled or after such a text; or a statement on it failed and the callback went on (it caught the error or did not await the statement), so that the transaction ended rolled back at its COMMIT. The commit fails and is retried.",
     action:
       "Run only your writes on the client, and await each before the callback returns; let a failed statement's error propagate, or recover with a savepoint. velo-stream commits or rolls back the transaction.",
   },

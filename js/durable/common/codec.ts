@@ -14,34 +14,74 @@ export interface Codec<T = unknown> {
 const BUFFER_TAG = '$velo:buffer';
 /** How the tag looks in JSON text: no text without it holds a tagged Buffer. */
 const BUFFER_TAG_JSON = JSON.stringify(BUFFER_TAG);
-/** Nesting past which `mayHoldBytes` stops looking (and says yes: the careful path handles cycles too). */
+/** Nesting past which `scan` stops looking (and says yes: the careful path handles cycles too). */
 const MAX_SCAN_DEPTH = 64;
 
-/**
- * Whether `value` may hold a Uint8Array somewhere, or something with its own `toJSON` (which may make one). No
- * means plain `JSON.stringify` writes what the replacer would: the replacer costs a call per key, this scan
- * less than half of that.
- */
-function mayHoldBytes(value: unknown, depth: number): boolean {
-  if (value === null || typeof value !== 'object') return false;
-  if (value instanceof Uint8Array || depth > MAX_SCAN_DEPTH) return true;
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) if (mayHoldBytes(value[i], depth + 1)) return true;
-    return false;
-  }
-  if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return true;
-  for (const key in value) if (mayHoldBytes((value as Record<string, unknown>)[key], depth + 1)) return true;
-  return false;
+/** Thrown once a text is known to pass its limit before it is all made (one error, made once: `encodeChecked`). */
+const TEXT_TOO_LARGE = new Error('the text would pass its limit');
+/** After `TEXT_TOO_LARGE`: the fewest bytes the text takes, past its limit. */
+let tooLargeBy = 0;
+
+function tooLarge(budget: number): never {
+  tooLargeBy = -budget;
+  throw TEXT_TOO_LARGE;
 }
 
-function replaceBytes(this: Record<string, unknown>, key: string, converted: unknown): unknown {
+/** `scan`'s answer for a value that may hold bytes (or is nested past its depth). */
+const MAY_HOLD_BYTES = -1;
+
+/**
+ * Whether `value` may hold a Uint8Array somewhere, or something with its own `toJSON` (which may make one), or is
+ * nested past the scan's depth (`MAY_HOLD_BYTES`); else the bytes of `budget` left. No bytes means plain
+ * `JSON.stringify` writes what the replacer would: the replacer costs a call per key, this scan less than half of
+ * that. The budget is spent on the strings and objects it scans, counted low (each with `place`, what its place in
+ * its parent takes: its key quoted and a colon, or an array's comma), and `TEXT_TOO_LARGE` is thrown once it is
+ * spent: a value that holds one object in many places (a text that doubles per level) is refused in as many steps
+ * as its limit has bytes, its text not made.
+ */
+function scan(value: unknown, depth: number, place: number, budget: number): number {
+  if (value === null || typeof value !== 'object') {
+    if (typeof value === 'string' && (budget -= place + value.length + 2) < 0) tooLarge(budget);
+    return budget;
+  }
+  if (value instanceof Uint8Array || depth > MAX_SCAN_DEPTH) return MAY_HOLD_BYTES;
+  // (Its brackets; an array's one less: its items count a comma each, one more than it has.)
+  const array = Array.isArray(value);
+  if ((budget -= place + (array ? 1 : 2)) < 0) tooLarge(budget);
+  if (array) {
+    for (let i = 0; i < value.length; i++) if ((budget = scan(value[i], depth + 1, 1, budget)) < 0) return MAY_HOLD_BYTES;
+    return budget;
+  }
+  if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return MAY_HOLD_BYTES;
+  for (const key in value) {
+    if ((budget = scan((value as Record<string, unknown>)[key], depth + 1, key.length + 3, budget)) < 0) return MAY_HOLD_BYTES;
+  }
+  return budget;
+}
+
+/** `value`'s JSON text made with the replacer (it may hold bytes), `TEXT_TOO_LARGE` thrown once it passes `limit`. */
+function carefulJson(value: unknown, limit: number): string | undefined {
+  // (The replacer counts the whole text: a Date's or a toJSON's own text too, and past the scan's depth.)
+  let budget = limit;
+  return JSON.stringify(value, function replaceBytes(this: Record<string, unknown>, key: string, converted: unknown) {
+    if (typeof converted === 'string' || (converted !== null && typeof converted === 'object')) {
+      const place = key === '' ? 0 : Array.isArray(this) ? 1 : key.length + 3;
+      const size = typeof converted === 'string' ? converted.length + 2 : Array.isArray(converted) ? 1 : 2;
+      if ((budget -= place + size) < 0) tooLarge(budget);
+    }
+    return bytesTagged(this, key, converted);
+  });
+}
+
+/** `converted` (`holder[key]` after its toJSON), or the bytes' tag for a Uint8Array's bytes. */
+function bytesTagged(holder: Record<string, unknown>, key: string, converted: unknown): unknown {
   // A Uint8Array has no toJSON of its own; a Buffer's gives `{ type: 'Buffer', data }`, and only then is the value
-  // before it (`this[key]`, read again) looked at: any other property is read once, by JSON alone.
+  // before it (`holder[key]`, read again) looked at: any other property is read once, by JSON alone.
   const raw =
     converted instanceof Uint8Array
       ? converted
       : converted !== null && typeof converted === 'object' && (converted as { type?: unknown }).type === 'Buffer'
-        ? this[key]
+        ? holder[key]
         : undefined;
   if (raw instanceof Uint8Array)
     return { [BUFFER_TAG]: Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64') };
@@ -65,21 +105,26 @@ function reviveBytes(_key: string, value: unknown): unknown {
  */
 export const jsonCodec: Codec = {
   encode(value: unknown): string {
-    const text = (mayHoldBytes(value, 0) ? JSON.stringify(value, replaceBytes) : JSON.stringify(value)) as string | undefined;
-    if (text === undefined) {
-      // (An object or a bigint here has a toJSON() that gave undefined.)
-      const what =
-        value !== null && (typeof value === 'object' || typeof value === 'bigint')
-          ? 'this value: its toJSON() gave undefined'
-          : `the value ${typeof value}`;
-      throw invalidValue(`JSON cannot carry ${what}`);
-    }
-    return text;
+    return jsonText(value, Infinity);
   },
   decode(data: Buffer): unknown {
     return parseJson(data.toString('utf8'));
   },
 };
+
+/** `jsonCodec.encode(value)`, refused with `TEXT_TOO_LARGE` once its text is known to pass `limit` bytes. */
+function jsonText(value: unknown, limit: number): string {
+  const text = scan(value, 0, 0, limit) === MAY_HOLD_BYTES ? carefulJson(value, limit) : JSON.stringify(value);
+  if (text === undefined) {
+    // (An object or a bigint here has a toJSON() that gave undefined.)
+    const what =
+      value !== null && (typeof value === 'object' || typeof value === 'bigint')
+        ? 'this value: its toJSON() gave undefined'
+        : `the value ${typeof value}`;
+    throw invalidValue(`JSON cannot carry ${what}`);
+  }
+  return text;
+}
 
 function parseJson(text: string): unknown {
   return text.includes(BUFFER_TAG_JSON) ? JSON.parse(text, reviveBytes) : JSON.parse(text);
@@ -135,8 +180,10 @@ export function encodeChecked<T>(
 ): Buffer | string {
   let data: Buffer | string;
   try {
-    data = codec.encode(value);
+    // (JSON's text is refused as soon as it is known too large: it is not made whole first.)
+    data = codec === jsonCodec ? jsonText(value, limit) : codec.encode(value);
   } catch (error) {
+    if (error === TEXT_TOO_LARGE) throw new EventTooLargeError(named(what, sid), limit + tooLargeBy, limit, true);
     what = named(what, sid);
     // The built-in codecs' own refusals (`undefined`, a function) keep their code and gain the call and the key.
     const own = codec === jsonCodec || codec === (bufferCodec as Codec<unknown>);
