@@ -113,6 +113,7 @@ const EXERCISED = {
     "the server ended a group's connection in its effects",
     'effects stalled in a group',
     'effects ended their transaction in a group',
+    'effects ended their transaction in a group and wrote after',
   ],
 };
 

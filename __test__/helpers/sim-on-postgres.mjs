@@ -369,6 +369,7 @@ async function hostileLedger(pool, schema, space) {
   const add = (what) => (tally[what] = (tally[what] ?? 0) + 1);
   let calls = 0;
   let throws = 0;
+  let ends = 0;
   return {
     tally,
     hostileIn(ops) {
@@ -395,13 +396,22 @@ async function hostileLedger(pool, schema, space) {
         called.add(first.join('|'));
         const kind = calls++ % 4;
         if (kind === 2) {
-          // A statement that ends the transaction and begins another (ROLLBACK AND CHAIN), past the effects client's
-          // check (with standard_conforming_strings off, a backslash escapes a quote: the client reads a string and
-          // a comment): the group's COMMIT is not run, as after a throw.
+          // A statement that ends the transaction (ROLLBACK AND CHAIN, or ROLLBACK and a ledger row after it), past
+          // the effects client's reading (with standard_conforming_strings off, a backslash escapes a quote: the
+          // client reads a string and a comment): the group fails as after a throw, and the row after the end is
+          // not kept (the server's check after the text rolls it back).
           grouped = new Set();
-          add('effects ended their transaction in a group');
+          const end =
+            ends++ % 2 === 0
+              ? 'ROLLBACK AND CHAIN'
+              : `ROLLBACK;INSERT INTO ${schema}.sim_ledger (fn, p, id) VALUES ('${space.fn}', ${partitions[0]}, 'after the end')`;
+          add(
+            ends % 2 === 1
+              ? 'effects ended their transaction in a group'
+              : 'effects ended their transaction in a group and wrote after',
+          );
           await client.query('SET LOCAL standard_conforming_strings = off');
-          await client.query(`SELECT '\\' -- ';ROLLBACK AND CHAIN;SELECT 1 AS x --'`);
+          await client.query(`SELECT '\\' -- ';${end};SELECT 1 AS x --'`);
           return;
         }
         if (kind === 0) {
