@@ -356,8 +356,9 @@ function commitRun(ops, index) {
  * A ledger table in `schema` (emptied with the replay's tables) and the effects that write it: a row per output
  * written, in the commit's transaction. Hostile inside a group of commits (`hostileIn`: the ops of the turn being
  * applied): the first call for a commit throws for a quarter of them (every other one by its connection ended by the
- * server), stalls for another, and for another ends the transaction and begins another by a statement the effects
- * client does not see as one; the group is then rolled back and each commit applied alone, where its effects succeed. A commit alone is never failed (memory
+ * server), stalls for another, and for another ends the transaction by a statement the effects client does not read
+ * as one (and begins another, or writes a row after it); the group is then rolled back and each commit applied alone,
+ * where its effects succeed. A commit alone is never failed (memory
  * answered it as committed).
  */
 async function hostileLedger(pool, schema, space) {
