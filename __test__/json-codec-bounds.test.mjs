@@ -39,6 +39,13 @@ test('a text that would pass the limit is refused before it is made, however its
     'shared beside a Buffer': [Buffer.from([1]), doubling(40)],
     'shared from a toJSON': { toJSON: () => doubling(40) },
     'shared in an array': new Array(1000).fill(doubling(30)),
+    // Leaves of numbers, booleans and nulls count too.
+    'numbers shared': doubling(40, new Array(10_000).fill(0)),
+    'numbers shared past the scan depth': nested(doubling(40, { n: 1, t: true, z: null }), 70),
+    'numbers shared beside a Date': { at: new Date(0), all: doubling(40, [1, 2, 3]) },
+    "numbers shared in a class's instance": new Holder(doubling(40, [false])),
+    'an array of 2 million numbers': new Array(2e6).fill(1),
+    'an array of 100 million holes': new Array(1e8),
   };
   for (const [name, value] of Object.entries(cases)) {
     assert.throws(
@@ -88,7 +95,13 @@ test('a text under the limit is never refused: at a limit of exactly its bytes, 
     if (Buffer.byteLength(text) > 2)
       assert.throws(() => encode(v, Buffer.byteLength(text) - 1), { code: 'ERR_VELO_EVENT_TOO_LARGE' });
   }
-  // Keys whose values JSON leaves out take no place; nor does a prototype's key.
+  // Keys whose values JSON leaves out take no place; nor does a prototype's key; a toJSON's answer, a Number object
+  // or a String object takes what JSON writes of it.
+  const inherits = Object.assign(Object.create({ note: 'n'.repeat(200) }), { id: 1 });
+  for (const v of [inherits, { toJSON: () => 5 }, { a: { toJSON: () => undefined } }, new Number(3), [new String('ab')]]) {
+    const text = jsonCodec.encode(v);
+    assert.equal(encode(v, Buffer.byteLength(text)), text);
+  }
   const sparse = Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [`key-${i}`.repeat(20), undefined]));
   assert.equal(encode(sparse, 2), '{}');
   // A cycle is still JSON's own error.

@@ -156,6 +156,16 @@ test('the effects client sends the text it checked; a prepared name alone or a S
   for (const config of [{ name: 'prepared' }, { text: 'SELECT 1', submit() {} }, null, 7]) {
     await assert.rejects(tx.query(config), { code: 'ERR_VELO_EFFECTS_CLIENT' }, String(config));
   }
+  // A callback (node-postgres would answer through it alone, the text sent unchecked), or values not in an array.
+  const callback = () => {};
+  for (const args of [
+    ['ROLLBACK; SELECT 1', callback],
+    ['SELECT 1', [], callback],
+    [{ text: 'SELECT 1', callback }],
+    ['SELECT 1', { length: 0 }],
+  ]) {
+    await assert.rejects(tx.query(...args), { code: 'ERR_VELO_EFFECTS_CLIENT', message: /no callback/ });
+  }
   assert.equal(sent.length, 1);
 });
 

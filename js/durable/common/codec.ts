@@ -30,45 +30,87 @@ function tooLarge(budget: number): never {
 /** `scan`'s answer for a value that may hold bytes (or is nested past its depth). */
 const MAY_HOLD_BYTES = -1;
 
+/** `place` of an array's item: its comma (a key's is its length and 3: quoted, and a colon; the top's 0). */
+const ITEM = 1;
+
 /**
- * Whether `value` may hold a Uint8Array somewhere, or something with its own `toJSON` (which may make one), or is
- * nested past the scan's depth (`MAY_HOLD_BYTES`); else the bytes of `budget` left. No bytes means plain
- * `JSON.stringify` writes what the replacer would: the replacer costs a call per key, this scan less than half of
- * that. The budget is spent on the strings and objects it scans, counted low (each with `place`, what its place in
- * its parent takes: its key quoted and a colon, or an array's comma), and `TEXT_TOO_LARGE` is thrown once it is
+ * The fewest bytes JSON writes for a value that is not an object at `place` (`ITEM`, a key's, or the top's): its
+ * text and its place, none for one JSON leaves out of an object (undefined, a function, a symbol; in an array, null).
+ */
+function leafBytes(value: unknown, place: number): number {
+  switch (typeof value) {
+    case 'string':
+      return place + value.length + 2;
+    case 'number':
+    case 'bigint':
+      return place + 1;
+    case 'boolean':
+      return place + 4;
+    default:
+      return value === null || place === ITEM ? place + 4 : 0;
+  }
+}
+
+/** Whether `value` is a Number, String or Boolean object (JSON writes its primitive). */
+function boxed(value: object): boolean {
+  return value instanceof Number || value instanceof String || value instanceof Boolean;
+}
+
+/**
+ * Whether `value` may hold a Uint8Array somewhere, or something with its own `toJSON` (which may make one), or a
+ * Number, String or Boolean object, or is nested past the scan's depth (`MAY_HOLD_BYTES`); else the bytes of
+ * `budget` left. No bytes means plain `JSON.stringify` writes what the replacer would: the replacer costs a call per
+ * key, this scan less than half of that. The budget is spent on what it scans, counted low as JSON writes it (an
+ * object's own enumerable keys), each value with `place` (`leafBytes`); `TEXT_TOO_LARGE` is thrown once it is
  * spent: a value that holds one object in many places (a text that doubles per level) is refused in as many steps
  * as its limit has bytes, its text not made.
  */
 function scan(value: unknown, depth: number, place: number, budget: number): number {
   if (value === null || typeof value !== 'object') {
-    if (typeof value === 'string' && (budget -= place + value.length + 2) < 0) tooLarge(budget);
+    if ((budget -= leafBytes(value, place)) < 0) tooLarge(budget);
     return budget;
   }
-  if (value instanceof Uint8Array || depth > MAX_SCAN_DEPTH) return MAY_HOLD_BYTES;
-  // (Its brackets; an array's one less: its items count a comma each, one more than it has.)
-  const array = Array.isArray(value);
-  if ((budget -= place + (array ? 1 : 2)) < 0) tooLarge(budget);
-  if (array) {
-    for (let i = 0; i < value.length; i++) if ((budget = scan(value[i], depth + 1, 1, budget)) < 0) return MAY_HOLD_BYTES;
+  if (value instanceof Uint8Array || depth > MAX_SCAN_DEPTH || typeof (value as { toJSON?: unknown }).toJSON === 'function')
+    return MAY_HOLD_BYTES;
+  if (Array.isArray(value)) {
+    // (Its brackets less one: its items count a comma each, one more than it has.)
+    if ((budget -= place + 1) < 0) tooLarge(budget);
+    for (let i = 0; i < value.length; i++) if ((budget = scan(value[i], depth + 1, ITEM, budget)) < 0) return MAY_HOLD_BYTES;
     return budget;
   }
-  if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return MAY_HOLD_BYTES;
-  for (const key in value) {
-    if ((budget = scan((value as Record<string, unknown>)[key], depth + 1, key.length + 3, budget)) < 0) return MAY_HOLD_BYTES;
+  const proto: unknown = Object.getPrototypeOf(value);
+  const plain = proto === Object.prototype || proto === null;
+  if (!plain && boxed(value)) return MAY_HOLD_BYTES;
+  if ((budget -= place + 2) < 0) tooLarge(budget);
+  // (A plain object's keys by `for in`, the fastest way; another's (a class's instance) as JSON takes them: its own.)
+  if (plain) {
+    for (const key in value) {
+      if ((budget = scan((value as Record<string, unknown>)[key], depth + 1, key.length + 3, budget)) < 0) return MAY_HOLD_BYTES;
+    }
+    return budget;
+  }
+  const keys = Object.keys(value);
+  for (let i = 0; i < keys.length; i++) {
+    if ((budget = scan((value as Record<string, unknown>)[keys[i]], depth + 1, keys[i].length + 3, budget)) < 0)
+      return MAY_HOLD_BYTES;
   }
   return budget;
 }
 
 /** `value`'s JSON text made with the replacer (it may hold bytes), `TEXT_TOO_LARGE` thrown once it passes `limit`. */
 function carefulJson(value: unknown, limit: number): string | undefined {
-  // (The replacer counts the whole text: a Date's or a toJSON's own text too, and past the scan's depth.)
+  // (The replacer counts the whole text as the scan does, from what it is given: a value after its toJSON, a Date's
+  // or a toJSON's text too, and past the scan's depth; a Number, String or Boolean object a byte.)
   let budget = limit;
+  let top = true;
   return JSON.stringify(value, function replaceBytes(this: Record<string, unknown>, key: string, converted: unknown) {
-    if (typeof converted === 'string' || (converted !== null && typeof converted === 'object')) {
-      const place = key === '' ? 0 : Array.isArray(this) ? 1 : key.length + 3;
-      const size = typeof converted === 'string' ? converted.length + 2 : Array.isArray(converted) ? 1 : 2;
-      if ((budget -= place + size) < 0) tooLarge(budget);
-    }
+    const place = top ? 0 : Array.isArray(this) ? ITEM : key.length + 3;
+    top = false;
+    budget -=
+      converted === null || typeof converted !== 'object'
+        ? leafBytes(converted, place)
+        : place + (Array.isArray(converted) ? 1 : boxed(converted) ? 1 : 2);
+    if (budget < 0) tooLarge(budget);
     return bytesTagged(this, key, converted);
   });
 }

@@ -257,8 +257,21 @@ export function effectsClient(client: PgClientLike): {
   let settled = false;
   /** The failure of a text that ended the transaction: every later call fails with it. */
   let ended: Error | undefined;
-  const query = (config: string | { text: string }, values?: unknown[]): Promise<PgResult> => {
+  const query = (config: string | { text: string }, values?: unknown[], ...rest: unknown[]): Promise<PgResult> => {
     if (ended !== undefined) return Promise.reject(ended);
+    // (node-postgres takes a function in place of the values, or after them, as a callback, and then answers through
+    // it alone: the call could not be awaited, and the text would go unchecked.)
+    if (
+      (values !== undefined && values !== null && !Array.isArray(values)) ||
+      rest.some((x) => x !== undefined) ||
+      (typeof config === 'object' && config !== null && (config as { callback?: unknown }).callback !== undefined)
+    ) {
+      return Promise.reject(
+        effectsClientError(
+          'The effects client takes a statement and an array of its values, and answers with a promise: no callback (await the call instead).',
+        ),
+      );
+    }
     if (settled) {
       return Promise.reject(
         effectsClientError(
