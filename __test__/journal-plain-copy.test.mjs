@@ -135,6 +135,8 @@ test('plainCopy: what it does not copy goes the text way', () => {
     '{"at":"1970-01-01T00:00:00.000Z","priced":{"cents":1},"bytes":{"$velo:buffer":"AQI="},"view":{"$velo:buffer":"Aw=="},"fake":{"type":"Buffer","data":[1]}}',
   );
   assert.equal(got, 1);
+  // A key whose value it keeps takes no room: JSON may leave it out (a toJSON's undefined): `{}` fits in 2 bytes.
+  assert.notEqual(plainCopy({ ['k'.repeat(300)]: { toJSON: () => undefined } }, 2), TOO_LARGE);
   // A BigInt inside: its text cannot be made, from the copy as from the value.
   assert.throws(() => jsonCodec.encode(plainCopy({ big: 1n }, LIMIT)), TypeError);
 });

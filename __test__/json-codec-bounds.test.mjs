@@ -4,6 +4,7 @@
 // value whose text fits is never refused, its text the one JSON.stringify makes (bytes tagged).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import vm from 'node:vm';
 import { prng } from '../bench/prng.mjs';
 import { encodeChecked, jsonCodec } from '../dist/durable/common/codec.js';
 
@@ -46,6 +47,8 @@ test('a text that would pass the limit is refused before it is made, however its
     "numbers shared in a class's instance": new Holder(doubling(40, [false])),
     'an array of 2 million numbers': new Array(2e6).fill(1),
     'an array of 100 million holes': new Array(1e8),
+    // A Buffer's text is known from its length: its toJSON (an array of every byte) is not made.
+    'a Buffer of 64 MiB': { bytes: Buffer.alloc(64 << 20) },
   };
   for (const [name, value] of Object.entries(cases)) {
     assert.throws(
@@ -98,7 +101,17 @@ test('a text under the limit is never refused: at a limit of exactly its bytes, 
   // Keys whose values JSON leaves out take no place; nor does a prototype's key; a toJSON's answer, a Number object
   // or a String object takes what JSON writes of it.
   const inherits = Object.assign(Object.create({ note: 'n'.repeat(200) }), { id: 1 });
-  for (const v of [inherits, { toJSON: () => 5 }, { a: { toJSON: () => undefined } }, new Number(3), [new String('ab')]]) {
+  const otherRealm = vm.runInNewContext('[new String("a".repeat(1000)), new Number(1), new Boolean(true)]');
+  for (const v of [
+    inherits,
+    { toJSON: () => 5 },
+    { a: { toJSON: () => undefined } },
+    new Number(3),
+    [new String('ab')],
+    otherRealm,
+    Buffer.from('abcde'),
+    { b: new Uint8Array(7) },
+  ]) {
     const text = jsonCodec.encode(v);
     assert.equal(encode(v, Buffer.byteLength(text)), text);
   }

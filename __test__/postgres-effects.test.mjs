@@ -167,6 +167,40 @@ test('the effects client sends the text it checked; a prepared name alone or a S
     await assert.rejects(tx.query(...args), { code: 'ERR_VELO_EFFECTS_CLIENT', message: /no callback/ });
   }
   assert.equal(sent.length, 1);
+  // What node-postgres reads of a config (through its prototype, a getter, a field not enumerable) is read once and
+  // sent as a plain object: the protocol is chosen from what is sent (values: the extended one, as one statement).
+  const hostile = [
+    Object.assign(Object.create({ values: [1], rowMode: 'array' }), { text: 'SELECT $1' }),
+    Object.defineProperty({ text: 'SELECT $1' }, 'values', { value: [1], enumerable: false }),
+    new (class {
+      text = 'SELECT $1';
+      get values() {
+        return (this.reads = (this.reads ?? 0) + 1) === 1 ? [1] : undefined;
+      }
+    })(),
+  ];
+  for (const config of hostile) await tx.query(config);
+  const flipping = new Proxy([1], { get: (t, k) => (k === 'length' ? (flips++ === 0 ? 1 : 0) : t[k]) });
+  let flips = 0;
+  await tx.query('SELECT $1', flipping);
+  for (const [config, values] of sent.slice(1)) {
+    assert.equal(values, undefined);
+    assert.deepEqual({ ...config }, config, 'a plain object');
+    assert.ok(Object.getPrototypeOf(config) === Object.prototype);
+    assert.equal(config.text, 'SELECT $1');
+    assert.ok(Array.isArray(config.values) && config.values !== flipping && config.values.length === 1);
+  }
+  assert.equal(sent[1][0].rowMode, 'array');
+  // A prototype's name, queryMode or rows: sent as its own, so that the protocol is the one checked.
+  for (const field of [{ name: 'q1' }, { queryMode: 'extended' }, { rows: 10 }]) {
+    await tx.query(Object.assign(Object.create(field), { text: 'SELECT 1' }));
+    const [config] = sent.at(-1);
+    assert.equal(config.text, 'SELECT 1', JSON.stringify(field));
+    assert.deepEqual(Object.entries(config).slice(1), Object.entries(field));
+  }
+  // Falsy values are none, as node-postgres takes them: the text by the simple protocol, checked.
+  await tx.query('SELECT 1', 0);
+  assert.ok(sent.at(-1)[0].text.startsWith('SELECT 1\n;SELECT CASE'));
 });
 
 /** Effects that write a ledger row per output of function `name`, a statement each. */

@@ -51,10 +51,14 @@ function leafBytes(value: unknown, place: number): number {
   }
 }
 
-/** Whether `value` is a Number, String or Boolean object (JSON writes its primitive). */
+/** Whether `value` is a Number, String or Boolean object, of any realm (JSON writes its primitive). */
 function boxed(value: object): boolean {
-  return value instanceof Number || value instanceof String || value instanceof Boolean;
+  const tag = Object.prototype.toString.call(value);
+  return tag === '[object Number]' || tag === '[object String]' || tag === '[object Boolean]';
 }
+
+/** The bytes of the bytes' tag around its base64: `{"$velo:buffer":""}`. */
+const TAG_BYTES = BUFFER_TAG_JSON.length + 5;
 
 /**
  * Whether `value` may hold a Uint8Array somewhere, or something with its own `toJSON` (which may make one), or a
@@ -67,11 +71,18 @@ function boxed(value: object): boolean {
  */
 function scan(value: unknown, depth: number, place: number, budget: number): number {
   if (value === null || typeof value !== 'object') {
+    // (A BigInt JSON cannot write, unless someone gave BigInt a toJSON: the replacer counts what it makes.)
+    if (typeof value === 'bigint' && typeof (BigInt.prototype as { toJSON?: unknown }).toJSON === 'function')
+      return MAY_HOLD_BYTES;
     if ((budget -= leafBytes(value, place)) < 0) tooLarge(budget);
     return budget;
   }
-  if (value instanceof Uint8Array || depth > MAX_SCAN_DEPTH || typeof (value as { toJSON?: unknown }).toJSON === 'function')
+  if (value instanceof Uint8Array) {
+    // (Its text is known: its tag and its bytes in base64. A Buffer's toJSON would make an array of all its bytes.)
+    if ((budget -= place + TAG_BYTES + Math.ceil(value.byteLength / 3) * 4) < 0) tooLarge(budget);
     return MAY_HOLD_BYTES;
+  }
+  if (depth > MAX_SCAN_DEPTH || typeof (value as { toJSON?: unknown }).toJSON === 'function') return MAY_HOLD_BYTES;
   if (Array.isArray(value)) {
     // (Its brackets less one: its items count a comma each, one more than it has.)
     if ((budget -= place + 1) < 0) tooLarge(budget);
@@ -392,8 +403,11 @@ function copyOf(value: unknown, depth: number): unknown {
     } else {
       const copied = copyOf(item, depth + 1);
       if (copied === TOO_LARGE) return copied;
-      if (copied === NOT_PLAIN) copyKind |= MIXED;
-      else out[key] = copied;
+      if (copied === NOT_PLAIN) {
+        copyKind |= MIXED;
+        // (Kept as it is: JSON may leave its key out, a toJSON's undefined.)
+        room += key.length + 4;
+      } else out[key] = copied;
     }
     if (room < 0) return TOO_LARGE;
   }

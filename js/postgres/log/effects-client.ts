@@ -211,15 +211,54 @@ function controlIn(list: readonly string[]): string | undefined {
   return undefined;
 }
 
-/** Whether node-postgres sends `config` by the simple protocol (as its `Query.requiresPreparation` says no). */
-function simpleProtocol(config: string | Record<string, unknown>, values: unknown): boolean {
-  if (typeof config === 'string') return !hasValues(values);
-  if (config.queryMode === 'extended' || Boolean(config.name) || Boolean(config.rows)) return false;
-  return !hasValues(values ?? config.values);
+/** A statement as the effects client sends it: node-postgres' query config, each field read once, as a plain object. */
+interface Statement {
+  text: string;
+  values?: unknown[];
+  [field: string]: unknown;
 }
 
-function hasValues(values: unknown): boolean {
-  return values !== null && values !== undefined && ((values as { length?: unknown }).length as number) > 0;
+/** The fields of a query config node-postgres reads, but its text, values and callback. */
+const FIELDS = ['name', 'rows', 'types', 'queryMode', 'binary', 'portal', 'rowMode', 'query_timeout'] as const;
+
+const TAKES =
+  'The effects client takes a statement as its text, or a config object with a string `text` (not a prepared name alone, nor a Submittable such as a cursor or a stream), and an array of its values, and answers with a promise: no callback (await the call instead).';
+
+/**
+ * The statement of a call `tx.query(config, values)` as node-postgres would make it (a truthy `values` in place of
+ * the config's), each field read once (through getters and prototypes, as node-postgres reads them) into a plain
+ * object, the values copied into an array: so that what is sent is what was checked. A callback (node-postgres
+ * answers through it alone: the call could not be awaited), values not in an array, a Submittable or no string
+ * text is refused.
+ */
+function statementOf(config: unknown, values: unknown, rest: readonly unknown[]): Statement {
+  if (rest.some((x) => x !== undefined)) throw effectsClientError(TAKES);
+  let call: Statement;
+  let given: unknown;
+  if (typeof config === 'string') call = { text: config };
+  else if (typeof config === 'object' && config !== null) {
+    const c = config as Record<string, unknown>;
+    const text = c.text;
+    if (typeof text !== 'string' || typeof c.submit === 'function' || c.callback !== undefined) throw effectsClientError(TAKES);
+    call = { text };
+    for (const field of FIELDS) {
+      const value = c[field];
+      if (value !== undefined) call[field] = value;
+    }
+    given = c.values;
+  } else throw effectsClientError(TAKES);
+  // (node-postgres takes a truthy second argument as the values, or as the callback when a function.)
+  if (values) given = values;
+  if (given === undefined || given === null) return call;
+  if (!Array.isArray(given)) throw effectsClientError(TAKES);
+  call.values = Array.prototype.slice.call(given) as unknown[];
+  return call;
+}
+
+/** Whether node-postgres sends `call` by the simple protocol (its `Query.requiresPreparation` says no). */
+function simpleProtocol(call: Statement): boolean {
+  if (call.queryMode === 'extended' || Boolean(call.name) || Boolean(call.rows)) return false;
+  return call.values === undefined || call.values.length === 0;
 }
 
 /** Why a text's statements were rolled back and the client refuses more: a statement of it ended the transaction. */
@@ -257,21 +296,8 @@ export function effectsClient(client: PgClientLike): {
   let settled = false;
   /** The failure of a text that ended the transaction: every later call fails with it. */
   let ended: Error | undefined;
-  const query = (config: string | { text: string }, values?: unknown[], ...rest: unknown[]): Promise<PgResult> => {
+  const query = (config: unknown, values?: unknown, ...rest: unknown[]): Promise<PgResult> => {
     if (ended !== undefined) return Promise.reject(ended);
-    // (node-postgres takes a function in place of the values, or after them, as a callback, and then answers through
-    // it alone: the call could not be awaited, and the text would go unchecked.)
-    if (
-      (values !== undefined && values !== null && !Array.isArray(values)) ||
-      rest.some((x) => x !== undefined) ||
-      (typeof config === 'object' && config !== null && (config as { callback?: unknown }).callback !== undefined)
-    ) {
-      return Promise.reject(
-        effectsClientError(
-          'The effects client takes a statement and an array of its values, and answers with a promise: no callback (await the call instead).',
-        ),
-      );
-    }
     if (settled) {
       return Promise.reject(
         effectsClientError(
@@ -279,17 +305,13 @@ export function effectsClient(client: PgClientLike): {
         ),
       );
     }
-    const text = typeof config === 'string' ? config : config?.text;
-    if (
-      typeof text !== 'string' ||
-      (typeof config === 'object' && typeof (config as { submit?: unknown }).submit === 'function')
-    ) {
-      return Promise.reject(
-        effectsClientError(
-          'The effects client takes a statement as its text, or a config object with a string `text` (not a prepared name alone, nor a Submittable such as a cursor or a stream).',
-        ),
-      );
+    let call: Statement;
+    try {
+      call = statementOf(config, values, rest);
+    } catch (error) {
+      return Promise.reject(error);
     }
+    const text = call.text;
     const list = statements(text);
     const control = controlIn(list);
     if (control !== undefined) {
@@ -299,12 +321,9 @@ export function effectsClient(client: PgClientLike): {
         ),
       );
     }
-    const send = (sent: string) => {
-      // (The text checked is the text sent: a config object is passed on as a copy with it.)
-      const statement = typeof config === 'string' ? sent : { ...config, text: sent };
-      return values === undefined ? client.query(statement as string) : client.query(statement as string, values);
-    };
-    if (list.length === 0 || !simpleProtocol(config, values)) return send(text);
+    // (What is sent is what was read and checked: a plain object, each field read once.)
+    const send = (sent: string) => client.query({ ...call, text: sent } as never);
+    if (list.length === 0 || !simpleProtocol(call)) return send(text);
     // (After a line break: a `--` comment at the text's end ends there.)
     return send(`${text}\n;${MARK_CHECK}`).then(
       (result) => {
