@@ -185,8 +185,7 @@ test('the effects client sends the text it checked; a prepared name alone or a S
   await tx.query('SELECT $1', flipping);
   for (const [config, values] of sent.slice(1)) {
     assert.equal(values, undefined);
-    assert.deepEqual({ ...config }, config, 'a plain object');
-    assert.ok(Object.getPrototypeOf(config) === Object.prototype);
+    assert.equal(Object.getPrototypeOf(config), null, 'an object of its own fields alone');
     assert.equal(config.text, 'SELECT $1');
     assert.ok(Array.isArray(config.values) && config.values !== flipping && config.values.length === 1);
   }
@@ -201,6 +200,17 @@ test('the effects client sends the text it checked; a prepared name alone or a S
   // Falsy values are none, as node-postgres takes them: the text by the simple protocol, checked.
   await tx.query('SELECT 1', 0);
   assert.ok(sent.at(-1)[0].text.startsWith('SELECT 1\n;SELECT CASE'));
+  // A field Object.prototype was given is none of the statement's: the text is still checked.
+  for (const field of ['queryMode', 'rows', 'values', 'name']) {
+    Object.defineProperty(Object.prototype, field, { get: () => (field === 'values' ? [1] : 'extended'), configurable: true });
+    try {
+      await tx.query('SELECT 2');
+      assert.ok(sent.at(-1)[0].text.startsWith('SELECT 2\n;SELECT CASE'), field);
+      assert.equal(sent.at(-1)[0][field], undefined, field);
+    } finally {
+      delete Object.prototype[field];
+    }
+  }
 });
 
 /** Effects that write a ledger row per output of function `name`, a statement each. */

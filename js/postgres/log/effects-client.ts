@@ -226,8 +226,8 @@ const TAKES =
 
 /**
  * The statement of a call `tx.query(config, values)` as node-postgres would make it (a truthy `values` in place of
- * the config's), each field read once (through getters and prototypes, as node-postgres reads them) into a plain
- * object, the values copied into an array: so that what is sent is what was checked. A callback (node-postgres
+ * the config's), each field read once (through getters and prototypes, as node-postgres reads them) into an object
+ * without a prototype, the values copied into an array: so that what is sent is what was checked. A callback (node-postgres
  * answers through it alone: the call could not be awaited), values not in an array, a Submittable or no string
  * text is refused.
  */
@@ -235,12 +235,12 @@ function statementOf(config: unknown, values: unknown, rest: readonly unknown[])
   if (rest.some((x) => x !== undefined)) throw effectsClientError(TAKES);
   let call: Statement;
   let given: unknown;
-  if (typeof config === 'string') call = { text: config };
+  if (typeof config === 'string') call = bare(config);
   else if (typeof config === 'object' && config !== null) {
     const c = config as Record<string, unknown>;
     const text = c.text;
     if (typeof text !== 'string' || typeof c.submit === 'function' || c.callback !== undefined) throw effectsClientError(TAKES);
-    call = { text };
+    call = bare(text);
     for (const field of FIELDS) {
       const value = c[field];
       if (value !== undefined) call[field] = value;
@@ -252,6 +252,16 @@ function statementOf(config: unknown, values: unknown, rest: readonly unknown[])
   if (given === undefined || given === null) return call;
   if (!Array.isArray(given)) throw effectsClientError(TAKES);
   call.values = Array.prototype.slice.call(given) as unknown[];
+  return call;
+}
+
+/**
+ * A statement of `text` with no prototype: a field it has not (a getter someone put on Object.prototype) reads as
+ * undefined, for the check as for node-postgres.
+ */
+function bare(text: string): Statement {
+  const call = Object.create(null) as Statement;
+  call.text = text;
   return call;
 }
 
@@ -322,7 +332,7 @@ export function effectsClient(client: PgClientLike): {
       );
     }
     // (What is sent is what was read and checked: a plain object, each field read once.)
-    const send = (sent: string) => client.query({ ...call, text: sent } as never);
+    const send = (sent: string) => client.query(Object.assign(bare(sent), call, { text: sent }) as never);
     if (list.length === 0 || !simpleProtocol(call)) return send(text);
     // (After a line break: a `--` comment at the text's end ends there.)
     return send(`${text}\n;${MARK_CHECK}`).then(
