@@ -60,7 +60,9 @@ function loggingPool(delay = () => 0, wrapped = false, options = {}) {
 }
 
 /** The COMMIT velo-stream sends: after the check that the transaction is still its own, in one round trip. */
-const COMMIT = "SELECT current_setting('velo.transaction')::int; COMMIT";
+const COMMIT =
+  "SELECT CASE WHEN current_setting('velo.transaction', true) = '1' THEN 1 ELSE ('velo-stream: the transaction was " +
+  "ended' || coalesce(current_setting('velo.transaction', true), ''))::int END; COMMIT";
 const kindsOf = (statements) =>
   statements.map(([where, text]) =>
     where === 'effects' ? 'effects' : text === COMMIT ? 'COMMIT' : text.split(/\s/)[0].replace(/;$/, ''),

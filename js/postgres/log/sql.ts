@@ -362,11 +362,8 @@ export function markCheckFailed(error: unknown): boolean {
   return e?.code === '22P02' && typeof e.message === 'string' && e.message.includes(NO_MARK);
 }
 
-/**
- * The COMMIT of the transaction that set MARK, in one round trip: the check fails in another transaction or none
- * (22P02: the mark is empty; 42704: never set on the connection), and the COMMIT is then not run.
- */
-const COMMIT_MARKED = "SELECT current_setting('velo.transaction')::int; COMMIT";
+/** The COMMIT of the transaction that set MARK, in one round trip: in another transaction or none, MARK_CHECK fails and the COMMIT is not run. */
+const COMMIT_MARKED = `${MARK_CHECK}; COMMIT`;
 
 /** Why a transaction's COMMIT was not run. */
 const ENDED_UNDER =
@@ -446,9 +443,8 @@ export async function transaction<T>(
     try {
       await client.query(COMMIT_MARKED);
     } catch (error) {
-      const code = codeOf(error);
-      if (code === '25P02') throw effectsClientError(ROLLED_BACK);
-      throw code === '22P02' || code === '42704' ? effectsClientError(ENDED_UNDER) : error;
+      if (codeOf(error) === '25P02') throw effectsClientError(ROLLED_BACK);
+      throw markCheckFailed(error) ? effectsClientError(ENDED_UNDER) : error;
     }
     return value;
   } catch (error) {
