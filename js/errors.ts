@@ -294,6 +294,13 @@ export const ERROR_CODES = {
     when: '`onOutput` threw or rejected for an output.',
     action: 'Handle errors in `onOutput`; the output is stored either way (`sessionOutputs` reads it).',
   },
+  ERR_VELO_ON_ERROR: {
+    class: '',
+    from: 'velo-stream/durable, velo-stream/redis, velo-stream/dashboard (onError)',
+    when: '`onError` threw, or the promise it returned rejected, while it was given an error (`reported`); given to `process.emitWarning`, and the worker went on.',
+    action:
+      'Handle errors in `onError` (a logger that fails, an assertion); the error it was given is `reported`, what it threw `cause`.',
+  },
   ERR_VELO_CLOSE_TIMEOUT: {
     class: 'CloseTimeoutError',
     from: 'velo-stream/redis',
@@ -1394,6 +1401,38 @@ function connectionCauseText(cause: unknown): string {
   if (name === 'TimeoutError')
     return "TimeoutError: the client's command timeout (node-redis' commandOptions.timeout, 5000 ms by default) ran out before the command was written (a busy process or a slow server); the worker retries";
   return typeof name === 'string' && name !== '' ? name : 'an error with no message';
+}
+
+/**
+ * A user's `onError` as velo-stream calls it (`process.emitWarning` if none): what it throws, or the promise it returns rejects with, neither reaches
+ * the code that reported (a retry loop, a socket's event, a commit) nor ends the process. It goes to
+ * `process.emitWarning` as an `ERR_VELO_ON_ERROR`, with the error `onError` was given (`reported`) and its own (`cause`).
+ */
+export function reporterOf(onError: ((error: unknown) => unknown) | undefined): (error: unknown) => void {
+  if (onError === undefined) return (error) => process.emitWarning(error instanceof Error ? error : new Error(String(error)));
+  /** Its `code` or `message` if a string (read in a try: a getter may throw), else how `describe` puts it. */
+  const said = (value: unknown, field: 'code' | 'message'): string => {
+    try {
+      const text = (value as Record<string, unknown> | null)?.[field] ?? (value as Error | null)?.message;
+      if (typeof text === 'string') return text;
+    } catch {
+      // (described below)
+    }
+    return describe(value);
+  };
+  const warn = (reported: unknown, cause: unknown): void => {
+    const message = `onError failed while given ${said(reported, 'code')}: ${said(cause, 'message')}`;
+    process.emitWarning(coded(new Error(message, { cause }), 'ERR_VELO_ON_ERROR', { reported }));
+  };
+  return (error) => {
+    try {
+      const pending = onError(error) as PromiseLike<unknown> | undefined;
+      if (pending !== null && typeof pending === 'object' && typeof pending.then === 'function')
+        pending.then(undefined, (cause: unknown) => warn(error, cause));
+    } catch (cause) {
+      warn(error, cause);
+    }
+  };
 }
 
 /** A partition's fencing epoch went back, or its outputs end before a reader's position: the server lost data. */

@@ -4,7 +4,7 @@
 // any dashboard of the fleet reads them all and adds them up. What a store holds is checked here: a value that is
 // not a member's sample (written by something else) is ignored, and its member forgotten.
 import { hostname } from 'node:os';
-import { describe, invalidType, invalidValue } from '../errors';
+import { describe, invalidType, invalidValue, reporterOf } from '../errors';
 import type { FleetStore } from '../durable/common/fleet-store';
 import { integerOption } from '../validate';
 import { type FleetClient, fleetStoreOf } from './dashboard-fleet-store';
@@ -30,7 +30,10 @@ export interface FleetOptions {
   publish?: boolean;
   /** ms a published sample lives (by the server's clock): a member that stops publishing leaves the view this long after. Default 3 × `interval`. */
   ttl?: number;
-  /** Called with a failed publish or read (a lost connection): the next one is tried at the next interval. Default: `process.emitWarning`. */
+  /**
+   * Called with a failed publish or read (a lost connection): the next one is tried at the next interval. Default:
+   * `process.emitWarning`. A throw of it, or a rejection, is a process warning (`ERR_VELO_ON_ERROR`).
+   */
   onError?: (error: unknown) => void;
 }
 
@@ -188,16 +191,12 @@ export class Fleet {
     this.publish = publish;
     this.server = this.#store.server;
     this.#ttl = ttl;
-    this.#onError = onError ?? ((error) => process.emitWarning(error instanceof Error ? error : String(error)));
+    this.#onError = reporterOf(onError);
   }
 
-  /** Hands `error` to `onError` (a throw there is dropped). */
+  /** Hands `error` to `onError` (`reporterOf`: a throw there is a warning, and the dashboard goes on). */
   report(error: unknown): void {
-    try {
-      this.#onError(error);
-    } catch {
-      // (A throwing onError must not stop the dashboard.)
-    }
+    this.#onError(error);
   }
 
   /** Writes `sample` as this member's latest (a no-op while the previous write is under way). */

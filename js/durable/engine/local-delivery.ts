@@ -63,12 +63,8 @@ export class LocalDelivery<O> {
         const pending = this.onOutput(item);
         if (pending !== null && typeof (pending as PromiseLike<void> | undefined)?.then === 'function') await pending;
       } catch (error) {
-        try {
-          this.report(new OnOutputError(item, error));
-        } catch (reportError) {
-          // onError itself threw: the queue must go on (commits wait for it).
-          process.emitWarning(reportError instanceof Error ? reportError : new Error(String(reportError)));
-        }
+        // (The worker's report never throws: a throw of onError is a warning, and the queue goes on.)
+        this.report(new OnOutputError(item, error));
       }
       this.#inCall = false;
       this.delivered++;

@@ -25,7 +25,11 @@ export interface WorkerOptions<O = unknown, I = unknown> {
   trimInterval?: number;
   /** This worker's id in leases (unique per process). Default `<hostname>-<pid>-<random>`. */
   workerId?: string;
-  /** Called with errors the worker recovers from by retrying (a lost connection, a server restart). Default: `process.emitWarning`. */
+  /**
+   * Called with errors the worker recovers from by retrying (a lost connection, a server restart). Default:
+   * `process.emitWarning`. A throw of it, or a rejection of the promise it returns, is a process warning
+   * (`ERR_VELO_ON_ERROR`): the worker goes on.
+   */
   onError?: (error: unknown) => void;
   /**
    * Events read from Redis that the sessions' handlers have not taken yet (in their input buffers, or being

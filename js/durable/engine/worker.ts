@@ -31,6 +31,7 @@ import {
   invalidType,
   invalidValue,
   logResetError,
+  reporterOf,
   versionRefusedError,
 } from '../../errors';
 import { integerOption } from '../../validate';
@@ -257,7 +258,7 @@ class RunningWorker<I, O> implements Worker, PartitionHost<I, O> {
       backend.openLog((error) => this.report(error)),
       this.#trips,
     );
-    this.#onError = onError ?? ((error) => process.emitWarning(error instanceof Error ? error : new Error(String(error))));
+    this.#onError = reporterOf(onError);
     // Each worker tries free partitions from its own starting point: fewer collisions when many start at once.
     const start = randomBytes(2).readUInt16BE() % backend.partitions;
     this.#order = Array.from({ length: backend.partitions }, (_, i) => (start + i) % backend.partitions);

@@ -8,7 +8,7 @@
 // <seq>") and skips an output that is not newer: a re-delivered output
 // changes nothing, and an old one never rolls a newer state back. One key
 // per script call keeps every call in one Cluster slot.
-import { describe, invalidReturn, invalidType } from '../../errors';
+import { describe, invalidReturn, invalidType, reporterOf } from '../../errors';
 import { integerOption } from '../../validate';
 import type { RedisName } from '../log/name';
 import { type RedisOptions, type Resolved, callTimeoutOption, resolveOptions } from '../log/options';
@@ -55,7 +55,10 @@ export interface RedisMaterializeOnly<O = unknown> {
   claimIdle?: number;
   /** Outputs per partition per read: a read's outputs are written in one round of pipelined script calls, then acked. Default 256. */
   batch?: number;
-  /** Called with errors it recovers from by retrying (a lost connection), and with the error that stopped it. Default: `process.emitWarning`. */
+  /**
+   * Called with errors it recovers from by retrying (a lost connection), and with the error that stopped it. Default:
+   * `process.emitWarning`. A throw of it, or a rejection, is a process warning (`ERR_VELO_ON_ERROR`).
+   */
   onError?: (error: unknown) => void;
   /**
    * The longest `close()` waits for the batch being written, ms, or `Infinity`; then it cuts its connection (the
@@ -139,7 +142,7 @@ class RedisMaterializerImpl<O> implements Materializer {
     this.#from = from;
     this.#batch = batch;
     this.#claimIdle = claimIdle;
-    this.#onError = onError ?? ((error) => process.emitWarning(error instanceof Error ? error : new Error(String(error))));
+    this.#onError = reporterOf(onError);
     this.done = this.#run();
     // The stopping error also goes to onError: a rejection nobody awaits must not pass unseen, nor crash the process.
     this.done.catch(() => {});
