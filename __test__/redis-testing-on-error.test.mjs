@@ -1,6 +1,6 @@
 // testWorker's `onError`: the option a worker's test passes as it passes the worker's. It gets each error the
 // worker reports, as it is reported (the same ones `errors()` reads, in the same order); a test's assertion that
-// throws there rejects the move of the clock that reported it; a value that is not a function is refused as
+// throws there (or returns a promise that rejects) rejects the move of the clock that reported it; a value that is not a function is refused as
 // redisWorker refuses it. checkDeterminism, whose runs crash at every commit, takes no onError.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -65,6 +65,22 @@ test('an onError that throws (a test asserting there) rejects the move of the cl
     tw.outputs().map((o) => o.value),
     [{ e: 1, got: 1 }],
   );
+  await tw.advance(100);
+  await tw.close();
+});
+
+test('an onError that returns a rejected promise (an async assertion) rejects the move of the clock too; the run goes on', async () => {
+  const { fn, state } = renamed();
+  const tw = testWorker(fn, {
+    leaseTtl: 3000,
+    onError: async (error) => assert.notEqual(error?.code, 'ERR_VELO_JOURNAL_DIVERGED', 'no divergence'),
+  });
+  tw.send('k', 1);
+  await tw.advance(100);
+  state.name = 'discount';
+  tw.crash();
+  await assert.rejects(tw.advance(10_000), { code: 'ERR_ASSERTION', message: 'no divergence' });
+  assert.ok(tw.errors().some((e) => e?.code === 'ERR_VELO_JOURNAL_DIVERGED'));
   await tw.advance(100);
   await tw.close();
 });

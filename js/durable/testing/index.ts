@@ -226,7 +226,10 @@ class InMemoryWorker<I, O> implements TestWorker<I, O> {
         ? undefined
         : (error: unknown) => {
             try {
-              onError(error);
+              // (A rejection of the promise it returns is taken as its throw, by the move under way or the next.)
+              const pending = onError(error) as PromiseLike<unknown> | undefined;
+              if (pending !== null && typeof pending === 'object' && typeof pending.then === 'function')
+                pending.then(undefined, (thrown: unknown) => (this.#thrown ??= { error: thrown }));
             } catch (thrown) {
               this.#thrown ??= { error: thrown };
             }
