@@ -7,28 +7,18 @@ import assert from 'node:assert/strict';
 import { redisProducer, redisWorker } from 'velo-stream/redis';
 import { reporterOf } from '../dist/errors.js';
 import { client, fresh, useRedis } from './helpers/redis-suite.mjs';
-import { eventually, totals } from './helpers/redis-fixtures.mjs';
+import { eventually, interceptCommands, totals } from './helpers/redis-fixtures.mjs';
 
 useRedis();
 
 /** `real` as the worker sees it, except that its connections' first `failures` script calls fail as a lost connection. */
 function failingScripts(real, failures) {
   let left = failures;
-  const wrap = (c) => ({
-    sendCommand(args, options) {
-      if (String(args[0]).startsWith('EVAL') && left > 0) {
-        left--;
-        return Promise.reject(Object.assign(new Error('Socket closed unexpectedly'), { name: 'SocketClosedUnexpectedlyError' }));
-      }
-      return c.sendCommand(args, options);
-    },
-    duplicate: () => wrap(c.duplicate()),
-    connect: () => c.connect(),
-    on: (event, listener) => c.on(event, listener),
-    close: () => c.close(),
-    destroy: () => c.destroy(),
+  return interceptCommands(real, (c, args, options) => {
+    if (!String(args[0]).startsWith('EVAL') || left === 0) return c.sendCommand(args, options);
+    left--;
+    return Promise.reject(Object.assign(new Error('Socket closed unexpectedly'), { name: 'SocketClosedUnexpectedlyError' }));
   });
-  return { ...wrap(real), duplicate: () => wrap(real.duplicate()) };
 }
 
 /** The process warnings of code ERR_VELO_ON_ERROR while `body` runs. */

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { createClient } from 'redis';
 import { redisClientOptions, redisMaterialize, redisOutputs, redisProducer, redisWorker } from 'velo-stream/redis';
 import { startRedis } from './helpers/redis-server.mjs';
-import { eventually, totals } from './helpers/redis-fixtures.mjs';
+import { eventually, interceptCommands, totals } from './helpers/redis-fixtures.mjs';
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -216,20 +216,14 @@ test("a materializer's close() on a paused server: it ends by callTimeout though
   // Its connection pauses the server as it sends its first script call (a batch's hash write).
   let writing;
   const inFlight = new Promise((resolve) => (writing = resolve));
-  const pausing = (c) => ({
-    sendCommand(args, options) {
+  const pausing = (real) =>
+    interceptCommands(real, (c, args, options) => {
       if (String(args[0]).startsWith('EVAL')) {
         redis.pause();
         writing();
       }
       return c.sendCommand(args, options);
-    },
-    duplicate: () => pausing(c.duplicate()),
-    connect: () => c.connect(),
-    on: (event, listener) => c.on(event, listener),
-    close: () => c.close(),
-    destroy: () => c.destroy(),
-  });
+    });
   const errors = [];
   const options = {
     name,
@@ -242,7 +236,7 @@ test("a materializer's close() on a paused server: it ends by callTimeout though
     await writeOutputs(client, name, [1, 2, 3]);
     const materializer = redisMaterialize({
       ...options,
-      client: { ...pausing(client), duplicate: () => pausing(client.duplicate()) },
+      client: pausing(client),
       callTimeout: CALL_TIMEOUT,
     });
     await inFlight;

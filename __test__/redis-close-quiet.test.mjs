@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { createClient } from 'redis';
 import { redisClientOptions, redisMaterialize, redisOutputs, redisProducer, redisWorker } from 'velo-stream/redis';
 import { client, fresh, redis, useRedis } from './helpers/redis-suite.mjs';
-import { eventually, totals } from './helpers/redis-fixtures.mjs';
+import { eventually, interceptCommands, totals } from './helpers/redis-fixtures.mjs';
 
 useRedis();
 
@@ -17,19 +17,11 @@ useRedis();
  * `onScript()`: a test can act while such a call is in flight.
  */
 function slowDuplicates(real, delayMs, onScript) {
-  const wrap = (c) => ({
-    sendCommand(args, options) {
-      if (!String(args[0]).startsWith('EVAL')) return c.sendCommand(args, options);
-      onScript();
-      return new Promise((resolve) => setTimeout(resolve, delayMs)).then(() => c.sendCommand(args, options));
-    },
-    duplicate: () => wrap(c.duplicate()),
-    connect: () => c.connect(),
-    on: (event, listener) => c.on(event, listener),
-    close: () => c.close(),
-    destroy: () => c.destroy(),
+  return interceptCommands(real, (c, args, options) => {
+    if (!String(args[0]).startsWith('EVAL')) return c.sendCommand(args, options);
+    onScript();
+    return new Promise((resolve) => setTimeout(resolve, delayMs)).then(() => c.sendCommand(args, options));
   });
-  return { ...wrap(real), duplicate: () => wrap(real.duplicate()) };
 }
 
 /** The errors a worker reports, with its name for the assertion's message. */

@@ -48,42 +48,29 @@ test('onError gets each error as the worker reports it: the ones errors() reads,
   await tw.close();
 });
 
-test('an onError that throws (a test asserting there) rejects the move of the clock, with its error; the run goes on', async () => {
-  const { fn, state } = renamed();
-  const tw = testWorker(fn, {
-    leaseTtl: 3000,
-    onError: (error) => assert.notEqual(error?.code, 'ERR_VELO_JOURNAL_DIVERGED', 'no divergence'),
+const notDiverged = (error) => assert.notEqual(error?.code, 'ERR_VELO_JOURNAL_DIVERGED', 'no divergence');
+for (const [kind, onError] of [
+  ['throws (a test asserting there)', notDiverged],
+  ['returns a rejected promise (an async assertion)', async (error) => notDiverged(error)],
+]) {
+  test(`an onError that ${kind} rejects the move of the clock, with its error; the run goes on`, async () => {
+    const { fn, state } = renamed();
+    const tw = testWorker(fn, { leaseTtl: 3000, onError });
+    tw.send('k', 1);
+    await tw.advance(100);
+    state.name = 'discount';
+    tw.crash();
+    await assert.rejects(tw.advance(10_000), { code: 'ERR_ASSERTION', message: 'no divergence' });
+    // Reported all the same, and the session answered: the next move is not refused for it.
+    assert.ok(tw.errors().some((e) => e?.code === 'ERR_VELO_JOURNAL_DIVERGED'));
+    assert.deepEqual(
+      tw.outputs().map((o) => o.value),
+      [{ e: 1, got: 1 }],
+    );
+    await tw.advance(100);
+    await tw.close();
   });
-  tw.send('k', 1);
-  await tw.advance(100);
-  state.name = 'discount';
-  tw.crash();
-  await assert.rejects(tw.advance(10_000), { code: 'ERR_ASSERTION', message: 'no divergence' });
-  // Reported all the same, and the session answered: the next move is not refused for it.
-  assert.ok(tw.errors().some((e) => e?.code === 'ERR_VELO_JOURNAL_DIVERGED'));
-  assert.deepEqual(
-    tw.outputs().map((o) => o.value),
-    [{ e: 1, got: 1 }],
-  );
-  await tw.advance(100);
-  await tw.close();
-});
-
-test('an onError that returns a rejected promise (an async assertion) rejects the move of the clock too; the run goes on', async () => {
-  const { fn, state } = renamed();
-  const tw = testWorker(fn, {
-    leaseTtl: 3000,
-    onError: async (error) => assert.notEqual(error?.code, 'ERR_VELO_JOURNAL_DIVERGED', 'no divergence'),
-  });
-  tw.send('k', 1);
-  await tw.advance(100);
-  state.name = 'discount';
-  tw.crash();
-  await assert.rejects(tw.advance(10_000), { code: 'ERR_ASSERTION', message: 'no divergence' });
-  assert.ok(tw.errors().some((e) => e?.code === 'ERR_VELO_JOURNAL_DIVERGED'));
-  await tw.advance(100);
-  await tw.close();
-});
+}
 
 test('onError is checked as redisWorker checks it; checkDeterminism takes none', async () => {
   const fn = streamFn(async function* (events) {

@@ -191,6 +191,22 @@ export function checkOutputs(outputs, expectedByKey) {
   }
 }
 
+/**
+ * `real` as a worker sees it, except that every command of its connections (its duplicates' too) goes through
+ * `send(connection, args, options)`, which may delay it, fail it, or pass it on (`connection.sendCommand(args, options)`).
+ */
+export function interceptCommands(real, send) {
+  const wrap = (c) => ({
+    sendCommand: (args, options) => send(c, args, options),
+    duplicate: () => wrap(c.duplicate()),
+    connect: () => c.connect(),
+    on: (event, listener) => c.on(event, listener),
+    close: () => c.close(),
+    destroy: () => c.destroy(),
+  });
+  return wrap(real);
+}
+
 /** Polls `check` (async, truthy when done) until it holds; fails after `timeout` ms (a hang guard, not a speed check). */
 export async function eventually(check, what, timeout = 20_000) {
   const deadline = Date.now() + timeout;
