@@ -236,6 +236,9 @@ test('a source that will never be read is closed at once: a Readable destroyed, 
       const reason = new Error('gone');
       await assert.rejects(fn.run(source, { signal: AbortSignal.abort(reason) }), (e) => e === reason);
     },
+    'run() with options it refuses (a cost from a request, say)': async (source) => {
+      await assert.rejects(fn.run(source, { cost: -1 }), { code: 'ERR_OUT_OF_RANGE' });
+    },
   };
   for (const [way, act] of Object.entries(ways)) {
     for (const [source, closed] of sources()) {

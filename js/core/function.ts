@@ -1,4 +1,4 @@
-import { assertOptionsObject, checkKeys, resolveConfig, resolveOpen } from '../config';
+import { assertOptionsObject, checkKeys, resolveConfig, resolveOpen, type ResolvedOpen } from '../config';
 import { StreamLimitError, describe, invalidType, invalidValue, pipeSessionCallError } from '../errors';
 import { type GroupPermit, NativeFunction, type Outcome, type Totals, ops } from '../addon/addon';
 import { assertSource, collectOutputs } from './drive';
@@ -83,7 +83,15 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
 
   async run(events: EventSource<I>, opts?: OpenOptions): Promise<O[]> {
     const thrown = assertSource(events);
-    const { signal, label, key, cost } = resolveOpen(opts);
+    let options: ResolvedOpen;
+    try {
+      options = resolveOpen(opts);
+    } catch (error) {
+      // Options refused: no stream will read the source.
+      if (thrown === undefined) void closeUnread(events);
+      throw error;
+    }
+    const { signal, label, key, cost } = options;
     // (Its iterator getter threw: the source failed before a stream was opened for it.)
     if (thrown !== undefined) throw thrown.error;
     let stream: StreamKind<I, O>;
