@@ -16,6 +16,7 @@ import { migrate } from '../dist/postgres/log/schema.js';
 import { start } from './helpers/child.mjs';
 import { fleetView, listen } from './helpers/dashboard-feed.mjs';
 import { eventually } from './helpers/redis-fixtures.mjs';
+import { warningsOf } from './helpers/util.mjs';
 import { postgres, pool, usePostgres } from './helpers/postgres-suite.mjs';
 import { installClock, pinnedPoolOptions, setClock } from './helpers/sim-on-postgres.mjs';
 
@@ -27,7 +28,8 @@ let names = 0;
 const fresh = (what) => `${what}-${process.pid}-${++names}`;
 
 /** A member child: its JSON argument (see the fixture), exit code and clean stderr asserted by `finished()`. */
-const member = (args) => start([MEMBER, JSON.stringify({ config: postgres.config, interval: 100, ...args })], { timeout: 90_000 });
+const member = (args) =>
+  start([MEMBER, JSON.stringify({ config: postgres.config, interval: 100, ...args })], { timeout: 90_000 });
 
 /** The fleet's rows in the default schema. */
 const rowsOf = async (fleet, schema = 'velo_stream') =>
@@ -47,7 +49,11 @@ test('two worker processes in one fleet on Postgres: both members and their sums
     await eventually(
       async () => {
         const v = await fleetView(base);
-        return v.members.length === 2 && v.redis[0]?.owned === partitions && v.members.every((m) => m.sample.redis[0]?.owned.length > 0);
+        return (
+          v.members.length === 2 &&
+          v.redis[0]?.owned === partitions &&
+          v.members.every((m) => m.sample.redis[0]?.owned.length > 0)
+        );
       },
       'two members sharing every partition',
       60_000,
@@ -144,7 +150,10 @@ test("expiry is the server's clock: a member whose own clock is a day behind is 
     );
     await setClock(pinned, T + ttl);
     assert.deepEqual((await fleetView(base)).members, [], 'gone once the server clock reaches ttl after its last publish');
-    await eventually(async () => (await fleetView(base), (await rowsOf(fleet)).length === 0), 'the expired row deleted by a read');
+    await eventually(
+      async () => (await fleetView(base), (await rowsOf(fleet)).length === 0),
+      'the expired row deleted by a read',
+    );
   } finally {
     if (!killed) {
       m.child.kill('SIGTERM');
@@ -181,7 +190,11 @@ test('rows written by something else are ignored and forgotten, figures that are
       [fleet, 'expired', '{"at":1,"sample":{"functions":[],"redis":[]}}', `${live} - 1200000`],
       [`${fleet}-other`, 'elsewhere', '{"at":1,"sample":{"functions":[],"redis":[]}}', live],
     ]) {
-      await pool().query(`INSERT INTO velo_stream.dash_members (fleet, id, until_ms, value) VALUES ($1, $2, ${until}, $3)`, [f, id, value]);
+      await pool().query(`INSERT INTO velo_stream.dash_members (fleet, id, until_ms, value) VALUES ($1, $2, ${until}, $3)`, [
+        f,
+        id,
+        value,
+      ]);
     }
     const view = await fleetView(base);
     assert.deepEqual(
@@ -230,34 +243,38 @@ test('rows written by something else are ignored and forgotten, figures that are
   );
 });
 
-test('a pool that fails: every publish and read goes to onError, the fleet route answers 502 naming Postgres, close() does not throw', async () => {
+test('a pool that fails: every publish and read goes to onError, the fleet route answers 502 naming Postgres, close() does not throw; a throw of onError is a warning', async () => {
   const errors = [];
   const refused = () => Promise.reject(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }));
   const broken = { query: refused, connect: refused };
-  const dash = dashboard({
-    interval: 100,
-    fleet: {
-      client: broken,
-      name: fresh('fleet'),
-      onError: (error) => {
-        errors.push(error);
-        throw new Error('a throwing onError is dropped');
+  const warnings = await warningsOf('ERR_VELO_ON_ERROR', async () => {
+    const dash = dashboard({
+      interval: 100,
+      fleet: {
+        client: broken,
+        name: fresh('fleet'),
+        onError: (error) => {
+          errors.push(error);
+          throw new Error('a throwing onError');
+        },
       },
-    },
+    });
+    const { root: base, close } = await listen(dash);
+    try {
+      await eventually(() => errors.length >= 2, 'publishes failed, each reported');
+      assert.ok(errors.every((e) => e.code === 'ECONNREFUSED'));
+      const res = await fetch(`${base}fleet`);
+      assert.equal(res.status, 502);
+      assert.equal(await res.text(), 'The fleet could not be read from Postgres\n');
+    } finally {
+      await close();
+    }
+    const before = errors.length;
+    await dash.close();
+    assert.ok(errors.length > before, 'the failed leave is reported');
   });
-  const { root: base, close } = await listen(dash);
-  try {
-    await eventually(() => errors.length >= 2, 'publishes failed, each reported');
-    assert.ok(errors.every((e) => e.code === 'ECONNREFUSED'));
-    const res = await fetch(`${base}fleet`);
-    assert.equal(res.status, 502);
-    assert.equal(await res.text(), 'The fleet could not be read from Postgres\n');
-  } finally {
-    await close();
-  }
-  const before = errors.length;
-  await dash.close();
-  assert.ok(errors.length > before, 'the failed leave is reported');
+  assert.equal(warnings.length, errors.length);
+  assert.ok(warnings.every((w, i) => w.reported === errors[i] && w.cause.message === 'a throwing onError'));
 });
 
 test('one publish at a time: while the server holds one, later samples are skipped, not queued; publishing resumes after', async () => {
@@ -303,8 +320,14 @@ test('the fleet options on Postgres: schema checked and used; schema refused wit
   const single = new pg.Client(postgres.config);
   assert.throws(() => dashboard({ fleet: { client: single } }), { code: 'ERR_VELO_NOT_A_POOL' });
   for (const bad of ['a\u0000b', 'a\u0007b']) {
-    assert.throws(() => dashboard({ fleet: { client, name: bad } }), { code: 'ERR_INVALID_ARG_VALUE', message: /control characters/ });
-    assert.throws(() => dashboard({ fleet: { client, id: bad } }), { code: 'ERR_INVALID_ARG_VALUE', message: /control characters/ });
+    assert.throws(() => dashboard({ fleet: { client, name: bad } }), {
+      code: 'ERR_INVALID_ARG_VALUE',
+      message: /control characters/,
+    });
+    assert.throws(() => dashboard({ fleet: { client, id: bad } }), {
+      code: 'ERR_INVALID_ARG_VALUE',
+      message: /control characters/,
+    });
   }
   assert.throws(() => dashboard({ fleet: { client, nam: 'x' } }), {
     code: 'ERR_INVALID_ARG_VALUE',
@@ -312,7 +335,9 @@ test('the fleet options on Postgres: schema checked and used; schema refused wit
   });
   const fleet = fresh('fleet');
   const dash = dashboard({ interval: 100, fleet: { client, schema: 'velo_fleet_own', name: fleet, id: 'here' } });
-  const { root: base, close } = await listen(dashboard({ fleet: { client, schema: 'velo_fleet_own', name: fleet, publish: false } }));
+  const { root: base, close } = await listen(
+    dashboard({ fleet: { client, schema: 'velo_fleet_own', name: fleet, publish: false } }),
+  );
   try {
     await eventually(async () => (await fleetView(base)).members.length === 1, 'the member, in its schema');
     assert.equal((await rowsOf(fleet, 'velo_fleet_own')).length, 1);
@@ -328,7 +353,9 @@ test('schema version 6 (dash_members) keeps the workers version 5 kept: applied 
   const schema = 'velo_v5';
   await migrate(pool(), schema, 5);
   await pool().query(`INSERT INTO ${schema}.leases (fn, p) VALUES ('f', 0), ('f', 1)`);
-  await pool().query(`INSERT INTO ${schema}.workers (fn, worker, until_ms, advert) VALUES ('f', 'v5-1', $1, '')`, [Date.now() + 60_000]);
+  await pool().query(`INSERT INTO ${schema}.workers (fn, worker, until_ms, advert) VALUES ('f', 'v5-1', $1, '')`, [
+    Date.now() + 60_000,
+  ]);
   assert.equal(await migrate(pool(), schema, 6), 6);
   const { rows } = await pool().query(`SELECT version, keeps FROM ${schema}.migrations WHERE version = 6`);
   assert.deepEqual(rows, [{ version: 6, keeps: 3 }]);
@@ -336,10 +363,15 @@ test('schema version 6 (dash_members) keeps the workers version 5 kept: applied 
     [0, 5],
     [1, 3],
   ]) {
-    const grant = await pool().query(`SELECT o_kind FROM ${schema}.acquire_4('f', $1, 'old', 1000, ARRAY['*'], false, $2)`, [p, version]);
+    const grant = await pool().query(`SELECT o_kind FROM ${schema}.acquire_4('f', $1, 'old', 1000, ARRAY['*'], false, $2)`, [
+      p,
+      version,
+    ]);
     assert.equal(grant.rows[0].o_kind, 'granted', `a version ${version} worker`);
   }
-  const indexes = await pool().query(`SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'dash_members'`, [schema]);
+  const indexes = await pool().query(`SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'dash_members'`, [
+    schema,
+  ]);
   assert.deepEqual(
     indexes.rows.map((r) => r.indexname),
     ['dash_members_pkey'],

@@ -8,6 +8,7 @@ import { redisProducer, redisWorker } from 'velo-stream/redis';
 import { reporterOf } from '../dist/errors.js';
 import { client, fresh, useRedis } from './helpers/redis-suite.mjs';
 import { eventually, interceptCommands, totals } from './helpers/redis-fixtures.mjs';
+import { warningsOf } from './helpers/util.mjs';
 
 useRedis();
 
@@ -19,21 +20,6 @@ function failingScripts(real, failures) {
     left--;
     return Promise.reject(Object.assign(new Error('Socket closed unexpectedly'), { name: 'SocketClosedUnexpectedlyError' }));
   });
-}
-
-/** The process warnings of code ERR_VELO_ON_ERROR while `body` runs. */
-async function onErrorWarnings(body) {
-  const seen = [];
-  const listener = (warning) => {
-    if (warning.code === 'ERR_VELO_ON_ERROR') seen.push(warning);
-  };
-  process.on('warning', listener);
-  try {
-    await body(seen);
-  } finally {
-    process.off('warning', listener);
-  }
-  return seen;
 }
 
 for (const [kind, onError] of [
@@ -48,9 +34,8 @@ for (const [kind, onError] of [
   test(`an onError that ${kind} is a warning: the worker goes on and serves its keys`, async () => {
     const name = fresh(`onerror-${kind}`);
     const given = [];
-    let worker;
-    const warnings = await onErrorWarnings(async (seen) => {
-      worker = redisWorker(totals(), {
+    const warnings = await warningsOf('ERR_VELO_ON_ERROR', async (seen) => {
+      const worker = redisWorker(totals(), {
         client: failingScripts(client, 3),
         name,
         partitions: 1,
@@ -60,13 +45,16 @@ for (const [kind, onError] of [
           return onError();
         },
       });
-      await eventually(() => seen.length >= 1, 'a warning of the throw of onError');
-      await eventually(() => worker.stats().owned.length === 1, 'the worker owning its partition after the failures');
-      const producer = redisProducer({ client, name, partitions: 1 });
-      await producer.send('k', { n: 5 });
-      await eventually(() => worker.stats().outputs >= 1, 'the output of an event sent after the failures');
+      try {
+        await eventually(() => seen.length >= 1, 'a warning of the throw of onError');
+        await eventually(() => worker.stats().owned.length === 1, 'the worker owning its partition after the failures');
+        const producer = redisProducer({ client, name, partitions: 1 });
+        await producer.send('k', { n: 5 });
+        await eventually(() => worker.stats().outputs >= 1, 'the output of an event sent after the failures');
+      } finally {
+        await worker.close();
+      }
     });
-    await worker.close();
     assert.ok(given.length >= 1);
     assert.ok(warnings.length >= 1 && warnings.length <= given.length, `${warnings.length} warnings for ${given.length} reports`);
     const [warning] = warnings;
@@ -98,7 +86,7 @@ test('reporterOf: a hostile throw (a getter that throws, a revoked proxy, a then
     () => Symbol('s'),
     () => undefined,
   ];
-  const warnings = await onErrorWarnings(async () => {
+  const warnings = await warningsOf('ERR_VELO_ON_ERROR', async () => {
     for (const onError of throws) reporterOf(onError)(proxy);
     await new Promise((resolve) => setTimeout(resolve, 10));
   });

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { postgresProducer, postgresWorker } from 'velo-stream/postgres';
 import { eventually, totals } from './helpers/redis-fixtures.mjs';
 import { pool, usePostgres } from './helpers/postgres-suite.mjs';
+import { warningsOf } from './helpers/util.mjs';
 
 usePostgres();
 
@@ -47,31 +48,29 @@ test("an effects callback paused past the server's idle timeout: reported as tha
 test('an onError that throws is a warning (ERR_VELO_ON_ERROR): the worker goes on and commits', async () => {
   const shared = { pool: pool(), schema: 'velo_reports', name: 'onerror', partitions: 1 };
   const given = [];
-  const warnings = [];
-  const listener = (warning) => warning.code === 'ERR_VELO_ON_ERROR' && warnings.push(warning);
-  process.on('warning', listener);
   let calls = 0;
-  const worker = postgresWorker(totals({ idleTimeout: 0 }), {
-    ...shared,
-    onError: (e) => {
-      given.push(e);
-      throw new Error('the logger failed');
-    },
-    // Its first commit fails (reported, and retried).
-    effects: async () => {
-      if (++calls === 1) throw Object.assign(new Error('effects failed once'), { code: 'E_ONCE' });
-    },
+  const warnings = await warningsOf('ERR_VELO_ON_ERROR', async (seen) => {
+    const worker = postgresWorker(totals({ idleTimeout: 0 }), {
+      ...shared,
+      onError: (e) => {
+        given.push(e);
+        throw new Error('the logger failed');
+      },
+      // Its first commit fails (reported, and retried).
+      effects: async () => {
+        if (++calls === 1) throw Object.assign(new Error('effects failed once'), { code: 'E_ONCE' });
+      },
+    });
+    try {
+      await postgresProducer(shared).send('a', { n: 1 });
+      await until(async () => {
+        const { rows } = await pool().query(`SELECT count(*)::int AS n FROM velo_reports.outputs WHERE fn = 'onerror'`);
+        return rows[0].n === 1 && seen.length >= 1;
+      }, 'the output, and the warning');
+    } finally {
+      await worker.close();
+    }
   });
-  try {
-    await postgresProducer(shared).send('a', { n: 1 });
-    await until(async () => {
-      const { rows } = await pool().query(`SELECT count(*)::int AS n FROM velo_reports.outputs WHERE fn = 'onerror'`);
-      return rows[0].n === 1 && warnings.length >= 1;
-    }, 'the output, and the warning');
-  } finally {
-    await worker.close();
-    process.off('warning', listener);
-  }
   assert.ok(given.length >= 1);
   assert.equal(warnings[0].reported, given[0]);
   assert.equal(warnings[0].cause.message, 'the logger failed');

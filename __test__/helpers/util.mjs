@@ -101,3 +101,27 @@ export function countedSource(count, { then = 'end', value = (i) => i } = {}) {
   };
   return { source: it, state };
 }
+
+/**
+ * Runs `body(seen)` with the process warnings of `code` collected in `seen` instead of printed (the test output
+ * stays clean); other warnings print as usual. Returns `seen`.
+ */
+export async function warningsOf(code, body) {
+  const printers = process.listeners('warning');
+  process.removeAllListeners('warning');
+  const seen = [];
+  const listener = (warning) => {
+    if (warning.code === code) seen.push(warning);
+    else for (const print of printers) print(warning);
+  };
+  process.on('warning', listener);
+  try {
+    await body(seen);
+    // (A warning is emitted on the next tick: let those of the body's last reports come in.)
+    await new Promise((resolve) => setImmediate(resolve));
+  } finally {
+    process.off('warning', listener);
+    for (const print of printers) process.on('warning', print);
+  }
+  return seen;
+}
