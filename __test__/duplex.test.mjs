@@ -3,12 +3,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { streamFn } from 'velo-stream';
+import { streamFn, task } from 'velo-stream';
 import { settle } from './helpers/util.mjs';
 
-const square = streamFn(async function* square(events) {
-  for await (const e of events) yield e * e;
-}, { buffer: 4 });
+const square = streamFn(
+  async function* square(events) {
+    for await (const e of events) yield e * e;
+  },
+  { buffer: 4 },
+);
 
 function collector(delayMs = 0) {
   const out = [];
@@ -26,7 +29,10 @@ function collector(delayMs = 0) {
 test('pipeline(source, fn.open().duplex(), sink) delivers every output in order', async () => {
   const { out, sink } = collector();
   await pipeline(Readable.from(Array.from({ length: 1000 }, (_, i) => i)), square.open().duplex(), sink);
-  assert.deepEqual(out, Array.from({ length: 1000 }, (_, i) => i * i));
+  assert.deepEqual(
+    out,
+    Array.from({ length: 1000 }, (_, i) => i * i),
+  );
   assert.equal(square.stats().open, 0);
 });
 
@@ -87,7 +93,11 @@ test('a handler error into a sink that stopped writing (it never calls back) sti
     });
     const got = [];
     const stuck = new Writable({ objectMode: true, highWaterMark, write: (chunk) => got.push(chunk) });
-    await assert.rejects(pipeline(Readable.from(['a', 'b', 'boom', 'z']), fn.open().duplex(), stuck), (e) => e === boom, `highWaterMark ${highWaterMark}`);
+    await assert.rejects(
+      pipeline(Readable.from(['a', 'b', 'boom', 'z']), fn.open().duplex(), stuck),
+      (e) => e === boom,
+      `highWaterMark ${highWaterMark}`,
+    );
     assert.deepEqual(got, ['a'], 'the sink took the first output and stopped');
     await settle();
     assert.equal(fn.stats().open, 0);
@@ -111,4 +121,63 @@ test('null and undefined outputs are skipped (an object-mode Readable cannot car
   // The handler yielded them: they count as outputs, and the stream ended normally.
   assert.equal(stream.metrics.eventsOut, 7);
   assert.equal(stream.state, 'done');
+});
+
+/** An object-mode Readable that pushes `events`, then neither ends nor fails (a stalled upstream). */
+function stalling(events) {
+  const source = new Readable({ objectMode: true, read() {} });
+  for (const e of events) source.push(e);
+  return source;
+}
+
+test('a pipeline whose source stalls past the idle timeout rejects with SourceStalledError after the outputs before it; the source is destroyed', async () => {
+  let after = 0;
+  const echo = streamFn(
+    async function* (events) {
+      for await (const e of events) yield e;
+      after++;
+      yield 'done';
+    },
+    { idleTimeout: 50 },
+  );
+  const kinds = {
+    'a handler': () => echo.open().duplex(),
+    'a task stage': () =>
+      task(async (e) => e, { idleTimeout: 50 })
+        .open()
+        .duplex(),
+    'a pipe': () =>
+      echo
+        .pipe(
+          streamFn(async function* (events) {
+            for await (const e of events) yield e;
+          }),
+        )
+        .open()
+        .duplex(),
+  };
+  for (const [kind, duplex] of Object.entries(kinds)) {
+    const source = stalling([1, 2]);
+    const { out, sink } = collector();
+    await assert.rejects(pipeline(source, duplex(), sink), { code: 'ERR_VELO_SOURCE_STALLED', status: 504 }, kind);
+    assert.deepEqual(out, [1, 2], kind);
+    assert.equal(source.destroyed, true, kind);
+  }
+  // The handler's input failed: the code after its loop never ran.
+  assert.equal(after, 0);
+  await settle();
+  assert.equal(echo.stats().open, 0);
+});
+
+test("a duplex whose writable side ended idles out as a clean end, whatever its readable side's pace", async () => {
+  const echo = streamFn(
+    async function* (events) {
+      for await (const e of events) yield e;
+      yield 'done';
+    },
+    { idleTimeout: 50 },
+  );
+  const { out, sink } = collector(80);
+  await pipeline(Readable.from([1, 2, 3]), echo.open().duplex(), sink);
+  assert.deepEqual(out, [1, 2, 3, 'done']);
 });

@@ -1,7 +1,7 @@
 // A stream as an object-mode Node Duplex, for stream.pipeline.
 import { Duplex, type Writable } from 'node:stream';
 import { StreamClosedError } from '../errors';
-import { type StreamKind, kFinished, kInputError } from './protocol';
+import { type StreamKind, kFedBy, kFinished, kInputError, kStalled } from './protocol';
 
 /**
  * After a handler error, how long the outputs made before it may go without moving into the Writables the
@@ -26,6 +26,9 @@ function stallClock(): (pending: number) => boolean {
  * Writes are sends (a full input buffer holds the write callback, so the
  * writable side applies backpressure), ending the writable side ends the
  * input, and reads are outputs taken only as the readable side wants them.
+ * Until its writable side ends, the stream is fed from the source written
+ * into it (a pipeline's upstream): an idle end then is that source's stall,
+ * as for `feed()`, and fails the stream with `SourceStalledError`.
  * A handler error destroys the Duplex with that error, once the outputs made
  * before it were passed on; destroying the Duplex (a pipeline failing
  * elsewhere) cancels the stream.
@@ -35,6 +38,8 @@ export function toDuplex<I, O>(stream: StreamKind<I, O>): Duplex {
   /** Settles once the readable side has passed on every output and ended, or failed with the handler's error. */
   let delivered: (() => void) | undefined;
   const outputsDone = new Promise<void>((resolve) => (delivered = resolve));
+  // (Its stall needs nothing of the writer: the stream fails, and the readable side passes the error on.)
+  const written = (stream as { [kFedBy]?: (stop: () => void) => () => void })[kFedBy]?.(() => {});
   const duplex: Duplex = new Duplex({
     objectMode: true,
     // The stream has bounded buffers of its own; keep Node's small.
@@ -52,6 +57,7 @@ export function toDuplex<I, O>(stream: StreamKind<I, O>): Duplex {
       );
     },
     final(callback) {
+      written?.();
       stream.end();
       callback();
     },
@@ -69,16 +75,19 @@ export function toDuplex<I, O>(stream: StreamKind<I, O>): Duplex {
             if (!duplex.push(output)) break;
           }
         } catch (error) {
-          if (error instanceof StreamClosedError && stream.state !== 'failed') {
+          // (A body's stream, a task stage's, takes a stall as its input's end: the stall is reported here.)
+          const stalled = (stream as { [kStalled]?: () => Error | undefined })[kStalled]?.();
+          if (error instanceof StreamClosedError && stream.state !== 'failed' && stalled === undefined) {
             duplex.push(null);
             duplex.once('end', () => delivered?.());
-          } else failAfterDelivered(error as Error);
+          } else failAfterDelivered(stalled ?? (error as Error));
         } finally {
           reading = false;
         }
       })();
     },
     destroy(error, callback) {
+      written?.();
       delivered?.();
       stream.cancel(error ?? undefined).then(
         () => callback(error),

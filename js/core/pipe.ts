@@ -23,6 +23,7 @@ import {
   kSettle,
   kSignal,
   kStalled,
+  kFedBy,
   kTaken,
   kTakenEnd,
   kWaitOutput,
@@ -231,6 +232,10 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
   /** The first stage is the one fed, and the one with an idle clock. */
   [kStalled](): Error | undefined {
     return this.#head[kStalled]();
+  }
+
+  [kFedBy](stop: (reason?: unknown) => void): () => void {
+    return this.#head[kFedBy](stop);
   }
 
   [kDrain](out: O[]): boolean {

@@ -64,6 +64,7 @@ import {
   type ReadTarget,
   kSendAll,
   kStalled,
+  kFedBy,
   kSendNow,
   kTraceAttributes,
   kSettle,
@@ -1336,6 +1337,12 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
 
   [kStalled](): Error | undefined {
     return this.#x.stalled;
+  }
+
+  [kFedBy](stop: (reason?: unknown) => void): () => void {
+    const fed: SourceStop = Object.assign((reason?: unknown) => stop(reason), { stalls: true });
+    (this.#more().sources ??= new Set()).add(fed);
+    return () => void this.#x.sources?.delete(fed);
   }
 
   /** Holds the idle clock for the pulled source, or lets it run again from now (see `#pullHeld`). */
