@@ -127,6 +127,26 @@ for (const cell of cells()) {
     assert.deepEqual(before, EVENTS.slice(0, 3));
   });
 
+  test(`${cell.name}: through duplex() in a pipeline whose source stalls: SourceStalledError after the outputs before it, the source destroyed`, async () => {
+    const out = [];
+    const sink = new Writable({
+      objectMode: true,
+      write(chunk, _, callback) {
+        out.push(chunk);
+        callback();
+      },
+    });
+    // Three events, then neither an end nor an error.
+    const source = new Readable({ objectMode: true, read() {} });
+    for (const e of EVENTS.slice(0, 3)) source.push(e);
+    await assert.rejects(
+      pipeline(source, cell.make({ buffer: 4, idleTimeout: 100 }).open().duplex(), sink),
+      (e) => e.code === 'ERR_VELO_SOURCE_STALLED',
+    );
+    assert.deepEqual(out, EVENTS.slice(0, 3));
+    assert.equal(source.destroyed, true);
+  });
+
   test(`${cell.name}: through duplex() in a pipeline into a slow sink, in order; a failure rejects the pipeline with its own error after the outputs before it`, async () => {
     // The sink finishes each write on a later turn: outputs wait in its buffer (highWaterMark 1 and 16)
     // while the failure comes, and the events sent after the failing one are refused meanwhile.
@@ -192,9 +212,7 @@ for (const cell of cells()) {
       for await (const item of sessions) got.push('error' in item ? { code: item.error.code } : item.value);
       return got;
     })();
-    const sent = await Promise.allSettled(
-      [...EVENTS.slice(0, 3), FAIL, ...EVENTS.slice(3, 9)].map((e) => sessions.send('k', e)),
-    );
+    const sent = await Promise.allSettled([...EVENTS.slice(0, 3), FAIL, ...EVENTS.slice(3, 9)].map((e) => sessions.send('k', e)));
     assert.deepEqual(new Set(sent.map((r) => r.status)), new Set(['fulfilled']));
     // (close() ends the next session too, once it has opened with them.)
     await sessions.close();
