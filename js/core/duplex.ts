@@ -38,8 +38,7 @@ export function toDuplex<I, O>(stream: StreamKind<I, O>): Duplex {
   /** Settles once the readable side has passed on every output and ended, or failed with the handler's error. */
   let delivered: (() => void) | undefined;
   const outputsDone = new Promise<void>((resolve) => (delivered = resolve));
-  // (Its stall needs nothing of the writer: the stream fails, and the readable side passes the error on.)
-  const written = (stream as { [kFedBy]?: (stop: () => void) => () => void })[kFedBy]?.(() => {});
+  const written = (stream as { [kFedBy]?: () => () => void })[kFedBy]?.();
   const duplex: Duplex = new Duplex({
     objectMode: true,
     // The stream has bounded buffers of its own; keep Node's small.

@@ -234,8 +234,8 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
     return this.#head[kStalled]();
   }
 
-  [kFedBy](stop: (reason?: unknown) => void): () => void {
-    return this.#head[kFedBy](stop);
+  [kFedBy](): () => void {
+    return this.#head[kFedBy]();
   }
 
   [kDrain](out: O[]): boolean {

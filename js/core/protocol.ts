@@ -161,9 +161,9 @@ export const kUnreadWatch = Symbol.for('velo-stream.unreadWatch');
  */
 export const kStalled = Symbol.for('velo-stream.stalled');
 /**
- * `stream[kFedBy](stop)`: a writer outside the stream (a `duplex()`'s writable side) feeds it from a source of its
+ * `stream[kFedBy]()`: a writer outside the stream (a `duplex()`'s writable side) feeds it from a source of its
  * own until it ends the input: while it has not, the stream's idle end is that source's stall, as for `feed()`
- * (`SourceStalledError`, `stop` called with it). Returns the call that says the writer is done (ended or destroyed).
+ * (`SourceStalledError`). Returns the call that says the writer is done (ended or destroyed).
  * Optional (a stream of another copy of this module may not know it).
  */
 export const kFedBy = Symbol.for('velo-stream.fedBy');

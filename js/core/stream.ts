@@ -1339,8 +1339,9 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     return this.#x.stalled;
   }
 
-  [kFedBy](stop: (reason?: unknown) => void): () => void {
-    const fed: SourceStop = Object.assign((reason?: unknown) => stop(reason), { stalls: true });
+  [kFedBy](): () => void {
+    // (Its stall needs nothing of the writer: the stream fails, and whoever reads it passes the error on.)
+    const fed: SourceStop = Object.assign(() => {}, { stalls: true });
     (this.#more().sources ??= new Set()).add(fed);
     return () => void this.#x.sources?.delete(fed);
   }
