@@ -72,6 +72,36 @@ for (const [kind, onError] of [
   });
 }
 
+test('an async onError that rejects after the last move of the clock rejects close() with its error', async () => {
+  const { fn, state } = renamed();
+  const tw = testWorker(fn, {
+    leaseTtl: 3000,
+    onError: async (error) => {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      notDiverged(error);
+    },
+  });
+  tw.send('k', 1);
+  await tw.advance(100);
+  state.name = 'discount';
+  tw.crash();
+  // (The move may end before the rejection comes: then close() gets it.)
+  let rejected = 0;
+  try {
+    await tw.advance(10_000);
+  } catch (error) {
+    assert.equal(error.message, 'no divergence');
+    rejected++;
+  }
+  try {
+    await tw.close();
+  } catch (error) {
+    assert.equal(error.message, 'no divergence');
+    rejected++;
+  }
+  assert.equal(rejected, 1, 'the rejection fails the move or close(), once');
+});
+
 test('onError is checked as redisWorker checks it; checkDeterminism takes none', async () => {
   const fn = streamFn(async function* (events) {
     for await (const e of events) yield e;

@@ -212,6 +212,8 @@ class InMemoryWorker<I, O> implements TestWorker<I, O> {
    * reports from wherever the error was found.
    */
   #thrown: { error: unknown } | null = null;
+  /** The promises `onError` returned that have not settled: `close()` waits for them. */
+  readonly #pending = new Set<PromiseLike<unknown>>();
 
   /** With a `version`: each release's handlers (its own and those it carries), by version, and `migrate`s. */
   readonly #fns = new Map<string, StreamFn<I, O>>();
@@ -228,8 +230,14 @@ class InMemoryWorker<I, O> implements TestWorker<I, O> {
             try {
               // (A rejection of the promise it returns is taken as its throw, by the move under way or the next.)
               const pending = onError(error) as PromiseLike<unknown> | undefined;
-              if (pending !== null && typeof pending === 'object' && typeof pending.then === 'function')
-                pending.then(undefined, (thrown: unknown) => (this.#thrown ??= { error: thrown }));
+              if (pending !== null && typeof pending === 'object' && typeof pending.then === 'function') {
+                this.#pending.add(pending);
+                const settled = (): void => void this.#pending.delete(pending);
+                pending.then(settled, (thrown: unknown) => {
+                  settled();
+                  this.#thrown ??= { error: thrown };
+                });
+              }
             } catch (thrown) {
               this.#thrown ??= { error: thrown };
             }
@@ -434,6 +442,8 @@ class InMemoryWorker<I, O> implements TestWorker<I, O> {
     this.#closed = true;
     this.#last = this.#serving();
     await this.#sim.stop();
+    // (A rejection of onError's promise after the last move is this call's: the test's last word.)
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
     this.#rethrow();
   }
 }
