@@ -64,6 +64,8 @@ test('pending and later sends reject; buffered events and outputs are dropped; r
   assert.equal(log.at(-1), 'finally');
   await assert.rejects(s.recv(), StreamClosedError);
   assert.deepEqual(await collect(s), []);
+  // (An iteration ends rather than rejects: the state tells a cut answer from a whole one.)
+  assert.equal(s.state, 'cancelled');
 });
 
 test('cancel() is idempotent and resolves when the handler has returned', async () => {

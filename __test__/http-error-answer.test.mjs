@@ -27,7 +27,14 @@ function axiosLike() {
   e.status = 401;
   e.config = { url: 'http://upstream/v1/secret', headers: { Authorization: SECRET } };
   e.toJSON = function toJSON() {
-    return { message: this.message, name: this.name, stack: this.stack, config: this.config, code: this.code, status: this.status };
+    return {
+      message: this.message,
+      name: this.name,
+      stack: this.stack,
+      config: this.config,
+      code: this.code,
+      status: this.status,
+    };
   };
   return e;
 }
@@ -35,15 +42,29 @@ function axiosLike() {
 /** Thrown values whose fields cannot be read plainly. */
 const HOSTILE = {
   'toJSON with a BigInt': () =>
-    Object.assign(new Error('row conflict'), { rowId: 1n, toJSON() { return { message: this.message, rowId: this.rowId }; } }),
+    Object.assign(new Error('row conflict'), {
+      rowId: 1n,
+      toJSON() {
+        return { message: this.message, rowId: this.rowId };
+      },
+    }),
   'a throwing message getter': () => {
     const e = new Error('x');
-    Object.defineProperty(e, 'message', { get() { throw new Error('getter'); } });
+    Object.defineProperty(e, 'message', {
+      get() {
+        throw new Error('getter');
+      },
+    });
     return e;
   },
   'throwing status, code and toJSON getters': () => {
     const e = new Error('x');
-    for (const k of ['status', 'code', 'toJSON', 'expose']) Object.defineProperty(e, k, { get() { throw new Error(k); } });
+    for (const k of ['status', 'code', 'toJSON', 'expose'])
+      Object.defineProperty(e, k, {
+        get() {
+          throw new Error(k);
+        },
+      });
     return e;
   },
   'a null-prototype object': () => Object.assign(Object.create(null), { reason: 'x', message: 'visible?' }),
@@ -53,16 +74,33 @@ const HOSTILE = {
     return proxy;
   },
   'a Proxy whose every trap throws': () =>
-    new Proxy(new Error('x'), { get() { throw new Error('trap'); }, has() { throw new Error('trap'); }, getPrototypeOf() { throw new Error('trap'); } }),
+    new Proxy(new Error('x'), {
+      get() {
+        throw new Error('trap');
+      },
+      has() {
+        throw new Error('trap');
+      },
+      getPrototypeOf() {
+        throw new Error('trap');
+      },
+    }),
   'a Symbol code and a BigInt status': () => Object.assign(new Error('x'), { code: Symbol('c'), status: 400n }),
   'a BigInt code': () => Object.assign(new Error('x'), { code: 12n, status: 400 }),
   'a huge 4xx message': () => Object.assign(new Error('m'.repeat(1_000_000)), { status: 422 }),
   'a fractional status': () => Object.assign(new Error('x'), { status: 404.5 }),
-  'null': () => null,
-  'undefined': () => undefined,
+  null: () => null,
+  undefined: () => undefined,
   'a Symbol': () => Symbol('thrown'),
   'a string': () => 'a string with a secret in it',
-  'an object whose toString throws': () => ({ toString() { throw new Error('toString'); }, [Symbol.toPrimitive]() { throw new Error('prim'); } }),
+  'an object whose toString throws': () => ({
+    toString() {
+      throw new Error('toString');
+    },
+    [Symbol.toPrimitive]() {
+      throw new Error('prim');
+    },
+  }),
 };
 
 /** A stream function that throws `make()` at once, or after one output (`after`). */
@@ -87,8 +125,7 @@ const WRITERS = {
       }
     }),
   sendSse: (fn) => listen((req, res) => void sendSse(res, fn.open())),
-  'pipeline(toReadable)': (fn) =>
-    listen((req, res) => void pipeline(toReadable(fn.open(), 'ndjson'), res).catch(() => {})),
+  'pipeline(toReadable)': (fn) => listen((req, res) => void pipeline(toReadable(fn.open(), 'ndjson'), res).catch(() => {})),
   'Fastify reply.send(toReadable)': async (fn) => {
     const app = Fastify();
     app.get('/', (request, reply) => {
@@ -117,9 +154,15 @@ function errorOf(text, writer, after) {
 function assertShape(body, what) {
   assert.deepEqual(Object.keys(body), ['error'], what);
   const keys = Object.keys(body.error);
-  assert.ok(keys.every((k) => k === 'message' || k === 'code'), `${what}: ${keys}`);
+  assert.ok(
+    keys.every((k) => k === 'message' || k === 'code'),
+    `${what}: ${keys}`,
+  );
   assert.equal(typeof body.error.message, 'string', what);
-  assert.ok(body.error.message.length > 0 && body.error.message.length <= 1024, `${what}: message of ${body.error.message.length}`);
+  assert.ok(
+    body.error.message.length > 0 && body.error.message.length <= 1024,
+    `${what}: message of ${body.error.message.length}`,
+  );
   if ('code' in body.error) assert.equal(typeof body.error.code, 'string', what);
 }
 
@@ -134,10 +177,18 @@ for (const [writer, serve] of Object.entries(WRITERS)) {
       for (const after of [false, true]) {
         const cases = [
           [axiosLike, 401, { message: 'Request failed with status code 401', code: 'ERR_BAD_REQUEST' }],
-          [() => Object.assign(new Error('db at 10.0.0.5 refused'), { code: 'ECONNREFUSED' }), 500, { message: 'Internal Server Error', code: 'ECONNREFUSED' }],
+          [
+            () => Object.assign(new Error('db at 10.0.0.5 refused'), { code: 'ECONNREFUSED' }),
+            500,
+            { message: 'Internal Server Error', code: 'ECONNREFUSED' },
+          ],
           [() => Object.assign(new Error('upstream down'), { status: 502, expose: true }), 502, { message: 'upstream down' }],
           [() => Object.assign(new Error('internal detail'), { status: 403, expose: false }), 403, { message: 'Forbidden' }],
-          [() => Object.assign(new Error('bad field'), { status: 422, code: 'E_FIELD' }), 422, { message: 'bad field', code: 'E_FIELD' }],
+          [
+            () => Object.assign(new Error('bad field'), { status: 422, code: 'E_FIELD' }),
+            422,
+            { message: 'bad field', code: 'E_FIELD' },
+          ],
         ];
         for (const [make, status, expected] of cases) {
           const srv = await serve(thrower(make, after));
@@ -145,7 +196,10 @@ for (const [writer, serve] of Object.entries(WRITERS)) {
             const r = await get(srv.url);
             const what = `${after ? 'after' : 'before'} outputs, ${expected.message}`;
             assert.equal(r.status, after ? 200 : status, what);
-            assert.ok(!r.text.includes('SECRET') && !r.text.includes('    at ') && !r.text.includes('config'), `${what}: ${r.text.slice(0, 300)}`);
+            assert.ok(
+              !r.text.includes('SECRET') && !r.text.includes('    at ') && !r.text.includes('config'),
+              `${what}: ${r.text.slice(0, 300)}`,
+            );
             const body = errorOf(r.text, writer, after);
             assertShape(body, what);
             assert.deepEqual(body, { error: expected }, what);
@@ -200,7 +254,9 @@ test('sendError: the fixed shape, never toJSON(); hostile errors answered 500 or
   try {
     const axios = await get(`${srv.url}/axios`);
     assert.equal(axios.status, 401);
-    assert.deepEqual(JSON.parse(axios.text), { error: { message: 'Request failed with status code 401', code: 'ERR_BAD_REQUEST' } });
+    assert.deepEqual(JSON.parse(axios.text), {
+      error: { message: 'Request failed with status code 401', code: 'ERR_BAD_REQUEST' },
+    });
     for (const name of Object.keys(HOSTILE)) {
       const r = await get(`${srv.url}/${encodeURIComponent(name)}`);
       assert.ok(r.status >= 400 && r.status < 600, `${name}: ${r.status}`);
@@ -224,7 +280,10 @@ test("the library's own body errors keep their fields (line, limit) in the same 
     };
     const bad = await post('{"a":1}\nnope\n');
     assert.equal(bad.status, 200);
-    const [first, line] = bad.text.trimEnd().split('\n').map((l) => JSON.parse(l));
+    const [first, line] = bad.text
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     assert.deepEqual(first, { a: 1 });
     assert.equal(line.error.code, 'ERR_VELO_BAD_NDJSON');
     assert.equal(line.error.line, 2);
@@ -315,9 +374,11 @@ const SERVER_CANCELS = {
   },
   'feed.cancel()': (fn) => {
     // A source that never sends: the feed's stream waits on it.
-    const outputs = fn.open().feed((async function* silent() {
-      await new Promise(() => {});
-    })());
+    const outputs = fn.open().feed(
+      (async function* silent() {
+        await new Promise(() => {});
+      })(),
+    );
     return { outputs, cancel: () => outputs.cancel() };
   },
   'an aborted open signal': (fn) => {
@@ -366,3 +427,43 @@ for (const [writer, serve] of Object.entries(WRITERS)) {
     assert.deepEqual(unhandled, []);
   });
 }
+
+test("sendError: Retry-After is digits only, whatever the error's retryAfter: rounded up, at most 2^31 - 1 seconds", async () => {
+  const waits = {
+    '1e300': 1e300,
+    max: Number.MAX_VALUE,
+    '1e15': 1e15,
+    half: 500,
+    zero: 0,
+    'just past': 2 ** 31 * 1000 + 1,
+    negative: -1,
+    nan: NaN,
+  };
+  const srv = await listen((req, res) => {
+    const [status, name] = decodeURIComponent(req.url.slice(1)).split('/');
+    sendError(res, Object.assign(new Error('slow down'), { status: Number(status), retryAfter: waits[name] }));
+  });
+  try {
+    const expected = {
+      '1e300': '2147483647',
+      max: '2147483647',
+      '1e15': '2147483647',
+      half: '1',
+      zero: '0',
+      'just past': '2147483647',
+      negative: null,
+      nan: null,
+    };
+    for (const status of [429, 503]) {
+      for (const [name, header] of Object.entries(expected)) {
+        const r = await get(`${srv.url}/${status}/${encodeURIComponent(name)}`);
+        assert.equal(r.status, status);
+        assert.equal(r.headers.get('retry-after'), header, `${status} ${name}`);
+      }
+    }
+    // Only a 429 or a 503 says when to come back.
+    assert.equal((await get(`${srv.url}/500/half`)).headers.get('retry-after'), null);
+  } finally {
+    await srv.close();
+  }
+});

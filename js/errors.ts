@@ -574,10 +574,18 @@ export const HTTP_ANSWERS = {
   },
 } as const satisfies Partial<Record<ErrorCode, HttpAnswerInfo>>;
 
-/** `Retry-After` for a wait of `ms` (a whole number of seconds, rounded up), as an error's `headers` carry it. */
+/** The longest wait `Retry-After` says, in seconds (about 68 years): the header is digits only, whatever the wait. */
+export const MAX_RETRY_AFTER = 2 ** 31 - 1;
+
+/** `Retry-After` for a wait of `ms`: a whole number of seconds, rounded up, at most `MAX_RETRY_AFTER`; undefined for no wait known. */
+export function retryAfterSeconds(ms: unknown): number | undefined {
+  return typeof ms === 'number' && Number.isFinite(ms) && ms >= 0 ? Math.min(Math.ceil(ms / 1000), MAX_RETRY_AFTER) : undefined;
+}
+
+/** `Retry-After` for the error's wait (`retryAfterSeconds`), as an error's `headers` carry it. */
 function retryAfterHeaders(this: { retryAfter?: unknown }): Record<string, string> | undefined {
-  const ms = this.retryAfter;
-  return typeof ms === 'number' && Number.isFinite(ms) && ms >= 0 ? { 'retry-after': String(Math.ceil(ms / 1000)) } : undefined;
+  const seconds = retryAfterSeconds(this.retryAfter);
+  return seconds === undefined ? undefined : { 'retry-after': String(seconds) };
 }
 
 /** `error` with a string `code` of the table. (An own data property, so DOMException's numeric getter is shadowed.) */

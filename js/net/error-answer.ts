@@ -4,7 +4,7 @@
 // and reading an error never throws (getters that throw, revoked proxies, null prototypes): the answer is made
 // whatever was thrown.
 import { STATUS_CODES } from 'node:http';
-import { HTTP_ANSWERS } from '../errors';
+import { HTTP_ANSWERS, retryAfterSeconds } from '../errors';
 
 /** The most of an error's message that goes out, in UTF-16 units (a longer one is cut, with an ellipsis). */
 export const MAX_ERROR_MESSAGE = 1024;
@@ -46,13 +46,11 @@ const REFUSALS: ReadonlySet<string> = new Set(
 );
 
 /**
- * The wait an error knows, as `Retry-After` (a whole number of seconds, rounded up): its `retryAfter` (ms, a
- * finite number from 0), for a 429 or a 503; else undefined.
+ * The wait an error knows, as `Retry-After` (`retryAfterSeconds`: whole seconds, rounded up and bounded): its
+ * `retryAfter` (ms, a finite number from 0), for a 429 or a 503; else undefined.
  */
 export function errorRetryAfter(error: unknown, status: number): number | undefined {
-  if (status !== 429 && status !== 503) return undefined;
-  const ms = field(error, 'retryAfter');
-  return typeof ms === 'number' && Number.isFinite(ms) && ms >= 0 ? Math.ceil(ms / 1000) : undefined;
+  return status === 429 || status === 503 ? retryAfterSeconds(field(error, 'retryAfter')) : undefined;
 }
 
 /**
