@@ -111,7 +111,7 @@ interface Tx {
 declare const fraudScorer: import('velo-stream').StreamFn<Tx, { score: number }>;
 declare const user: string, other: string, tx: Tx, tx1: Tx, tx2: Tx;
 declare function handle(out: OutputItem<{ score: number }>): void;
-const client = await createClient(redisClientOptions({ url: process.env.REDIS_URL }))
+const client = await createClient(redisClientOptions({ url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' }))
   .on('error', (error: Error) => console.error('redis:', error.message))
   .connect();
 const opts = { client, name: functionName(fraudScorer, 'fraud'), partitions: 64 };

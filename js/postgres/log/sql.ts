@@ -35,11 +35,11 @@ export interface PgClientLike {
   /** Back to the pool; with an error (or true), the connection is destroyed instead. */
   release(destroy?: boolean | Error): void;
   /** A NOTIFY on a channel this connection LISTENs on. */
-  on(event: 'notification', listener: (message: { channel: string; payload?: string }) => void): unknown;
+  on(event: 'notification', listener: (message: { channel: string; payload?: string | undefined }) => void): unknown;
   /** The connection failed (the server ended the session, the socket closed). */
   on(event: 'error', listener: (error: Error) => void): unknown;
   /** Removes a listener of notifications added with `on`. */
-  removeListener(event: 'notification', listener: (message: { channel: string; payload?: string }) => void): unknown;
+  removeListener(event: 'notification', listener: (message: { channel: string; payload?: string | undefined }) => void): unknown;
   /** Removes a listener of errors added with `on`. (One signature per event, as `on`: pg's own takes any listener.) */
   removeListener(event: 'error', listener: (error: Error) => void): unknown;
 }
