@@ -118,7 +118,15 @@ test('typed arrays and Buffers of any size and alignment cross intact; large one
   const offsetView = new Uint16Array(backing, 2, 100_000); // large, at an offset within a larger buffer
   offsetView.fill(513);
   const smallOdd = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9]).subarray(1); // small, odd offset
-  const values = [big, { frame: floats, meta: 'f' }, offsetView, smallOdd, new Int32Array([-1, 2]), new DataView(new ArrayBuffer(70_000)), new BigInt64Array([-5n])];
+  const values = [
+    big,
+    { frame: floats, meta: 'f' },
+    offsetView,
+    smallOdd,
+    new Int32Array([-1, 2]),
+    new DataView(new ArrayBuffer(70_000)),
+    new BigInt64Array([-5n]),
+  ];
   const out = await fn.run(values);
   assert.ok(Buffer.isBuffer(out[0]));
   assert.ok(out[0].equals(big));
@@ -176,6 +184,13 @@ test('a CommonJS module serves too, by its module.exports', async () => {
     await workerFn(fileURLToPath(new URL('./fixtures/worker-cjs.cjs', import.meta.url)), { threads: 1 }).run([5]),
     [6],
   );
+});
+
+test("TypeScript's CommonJS output serves by its default export (exports.default) and by name", async () => {
+  const module = new URL('./fixtures/worker-ts-cjs.cjs', import.meta.url);
+  assert.deepEqual(await workerFn(module, { threads: 1 }).run([1, 2]), [2, 3]);
+  assert.deepEqual(await workerFn(module, { threads: 1, export: 'doubled' }).run([1, 2]), [2, 4]);
+  await assert.rejects(workerFn(module, { threads: 1, export: 'none' }).run([1]), { code: 'ERR_VELO_WORKER_MODULE' });
 });
 
 test('each stream stays on one thread; streams spread over the threads, least loaded first, and threads are reused', async () => {

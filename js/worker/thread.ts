@@ -56,7 +56,10 @@ let handler: Promise<Handler> | undefined;
 function loadHandler(): Promise<Handler> {
   return (handler ??= importModule(pathToFileURL(data.module).href).then(
     (ns) => {
-      const fn = ns[data.exportName] ?? (ns.default as Record<string, unknown> | undefined)?.[data.exportName];
+      // (A CommonJS module's exports are its `default`: TypeScript's `export default` is `exports.default` there.)
+      const own = ns[data.exportName];
+      const fn =
+        typeof own === 'function' ? own : ((ns.default as Record<string, unknown> | undefined)?.[data.exportName] ?? own);
       if (typeof fn !== 'function') {
         throw workerModuleError(
           `The module ${data.module} has no export "${data.exportName}" that is a function (found ${fn === undefined ? 'none' : typeof fn})`,
