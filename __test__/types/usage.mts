@@ -118,3 +118,21 @@ const reminders = streamFn(async function* (events: AsyncIterable<{ type: string
   }
 });
 void reminders;
+
+// Journaled calls: a result's type is the body's; a stream's chunk type is named when its factory passes the
+// recorded `chunks` back to the model (TypeScript infers nothing from a parameter), else inferred from what it yields.
+declare function modelStream(o: { prompt: string; continueAfter: readonly string[] }): AsyncIterable<string>;
+const chat = streamFn(async function* (prompts: AsyncIterable<string>, ctx: StreamContext) {
+  for await (const prompt of prompts) {
+    const price: number = await ctx.run('price', async ({ key }) => key.length);
+    const answer = ctx.stream<string>('model', ({ chunks }) => modelStream({ prompt, continueAfter: chunks }));
+    for await (const token of ctx.stream('again', () => modelStream({ prompt, continueAfter: [] }))) yield token;
+    for await (const token of answer) {
+      const text: string = token;
+      yield `${text}${price}`;
+    }
+    // @ts-expect-error the chunks are strings, as the factory yields
+    ctx.stream<number>('model', ({ chunks }) => modelStream({ prompt, continueAfter: chunks }));
+  }
+});
+void chat;

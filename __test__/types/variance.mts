@@ -213,6 +213,11 @@ void twAsNarrow;
 const healthy = (worker: Pick<RedisWorker, 'stats'>): boolean => worker.stats().owned.length > 0;
 const twStats: RedisWorkerStats = tw.stats();
 void [healthy(tw), twStats];
+// A key's kept state, typed as keyState<S>() types it: unknown unless named.
+const keptItems: string[] | undefined = tw.readState<{ items: string[] }>('alice')?.state.items;
+// @ts-expect-error unnamed, the state is unknown
+void tw.readState('alice')?.state.items;
+void keptItems;
 // The worker's onError goes to a test worker as to the worker (docs/durable/testing.md); checkDeterminism takes none.
 const reports: unknown[] = [];
 void testWorker(needsWide, { leaseTtl: 5000, onError: (error) => reports.push(error) });

@@ -78,9 +78,10 @@ export interface TestWorker<I, O> {
   stats(): WorkerStats;
   /**
    * With `keyState`: the state `key` keeps now, as `redisKeyState().readState` reads it (decoded, its session, its
-   * time left on the virtual clock), or undefined.
+   * time left on the virtual clock), or undefined. `S`: the state's type, as the handler checkpoints it (as
+   * `keyState<S>()`: the state is decoded, not checked).
    */
-  readState(key: string): KeyState<unknown> | undefined;
+  readState<S = unknown>(key: string): KeyState<S> | undefined;
   /** With `keyState`: deletes the state `key` keeps, as `redisKeyState().deleteState` does; true if there was one. */
   deleteState(key: string): boolean;
   /**
@@ -363,7 +364,7 @@ class InMemoryWorker<I, O> implements TestWorker<I, O> {
     return serving ?? this.#sim.processes[this.#sim.processes.length - 1];
   }
 
-  readState(key: string): KeyState<unknown> | undefined {
+  readState<S = unknown>(key: string): KeyState<S> | undefined {
     const store = this.#sim.store;
     const partition = fnv1a(stateKey('readState()', key)) % store.partitions;
     const kept = store.keptState(partition, key);
@@ -376,7 +377,7 @@ class InMemoryWorker<I, O> implements TestWorker<I, O> {
     } catch (error) {
       throw decodeError(`readState(): the codec could not decode the state kept for key ${JSON.stringify(key)}`, error);
     }
-    return { state, sid: stored.sid, expiresIn: kept.ttl };
+    return { state: state as S, sid: stored.sid, expiresIn: kept.ttl };
   }
 
   deleteState(key: string): boolean {
