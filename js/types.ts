@@ -25,20 +25,20 @@ export interface SessionsConfig extends StreamConfig {
    * Traced (OpenTelemetry, docs/tracing.md): each session's span carries its key as `velo.session.key`.
    * Default false: keys (a user id, an email) may be personal data, and are kept out of traces unless allowed.
    */
-  traceKeys?: boolean;
+  traceKeys?: boolean | undefined;
   /**
    * Debounce per key (docs/sessions.md#debounce): events for a key within `wait` ms of the previous one collapse
    * to one: the last, after `wait` ms of quiet (`edge: 'trailing'`, the default; at most `maxDelay` ms after the
    * first it holds), or the first, at once (`edge: 'leading'`; the rest of the quiet period dropped).
    */
-  debounce?: DebounceConfig;
+  debounce?: DebounceConfig | undefined;
   /**
    * One session per key at a time, and what a send to a key whose session is live does (docs/sessions.md#singleton):
    * 'skip' drops it (counted in `dropped`); 'replace' cancels the live session and opens the next with it;
    * 'latest' keeps it as the one pending event that opens the key's next session (a later send replaces it).
    * Every send while a session is live counts: a session gets one event (for handlers that take one job).
    */
-  singleton?: 'skip' | 'replace' | 'latest';
+  singleton?: 'skip' | 'replace' | 'latest' | undefined;
 }
 
 /** `SessionsConfig.debounce`. */
@@ -46,24 +46,24 @@ export interface DebounceConfig {
   /** Quiet period, ms (1 to 2^31 - 1). */
   wait: number;
   /** 'trailing' (default): the last event, after `wait` ms of quiet. 'leading': the first, at once. */
-  edge?: 'trailing' | 'leading';
+  edge?: 'trailing' | 'leading' | undefined;
   /**
    * Trailing: a held event is delivered at most this many ms after the first event it collapses, however often
    * events come. Leading: an event this many ms after the last delivered one is delivered. From `wait`; default none.
    */
-  maxDelay?: number;
+  maxDelay?: number | undefined;
 }
 
 /** Settings of a stream function. Every field is optional; `streamFn` checks them at the call. */
 export interface StreamConfig {
   /** Events held per direction (input buffer and output buffer). Default 256. */
-  buffer?: number;
+  buffer?: number | undefined;
   /** Milliseconds without a send after which the input ends as by `end()`. 0 = never. Default 30 000. */
-  idleTimeout?: number;
+  idleTimeout?: number | undefined;
   /** Streams of this function open at once; `open()` beyond it throws `StreamLimitError`. Default 10 000. */
-  maxConcurrent?: number;
+  maxConcurrent?: number | undefined;
   /** A name for stats and errors. Default: the handler's name. */
-  name?: string;
+  name?: string | undefined;
 }
 
 /** `streamFn`'s settings: a stream function's, and the limiters its streams are admitted by. */
@@ -74,7 +74,7 @@ export interface StreamFnConfig extends StreamConfig {
    * handler starts once admitted (its idle clock held meanwhile). 'reject' mode: `open()` throws
    * ERR_VELO_RATE_LIMITED when there is no permit now. `key`/`cost` get `{ id }` (the stream's id; empty at open).
    */
-  limiter?: Limiter<AdmissionItem> | readonly Limiter<AdmissionItem>[];
+  limiter?: Limiter<AdmissionItem> | readonly Limiter<AdmissionItem>[] | undefined;
 }
 
 /**
@@ -178,7 +178,7 @@ export interface JournalStreamCall<C = unknown> extends JournalCall {
 /** `ctx.wakeAt`'s options. */
 export interface WakeAtOptions {
   /** The timer's key in its session: a new timer of the same key replaces it, `ctx.cancelTimer(key)` cancels it. */
-  key?: string;
+  key?: string | undefined;
 }
 
 /** `ctx.entry`: where the input the handler took last is in the log. */
@@ -265,26 +265,26 @@ export interface StreamFnStats {
 /** Options of `open()` and `run()`. */
 export interface OpenOptions {
   /** Aborting it cancels the stream with `signal.reason`. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /**
    * A name of your choosing for this stream (an order id, a connection), shown next to its id by
    * `velo-stream/dashboard` (as text, its first 200 characters). Not used otherwise. A non-string is
    * `ERR_INVALID_ARG_TYPE`.
    */
-  label?: string;
+  label?: string | undefined;
   /**
    * What the function's limiters key this stream by (a tenant id, say): its admission item's `key`
    * (`AdmissionItem`), for a limiter's `key`, `fairness.by` and `cost` functions. A non-empty string:
    * another type is `ERR_INVALID_ARG_TYPE`, `''` is `ERR_INVALID_ARG_VALUE`. Not used otherwise.
    */
-  key?: string;
+  key?: string | undefined;
   /**
    * What this stream costs the function's limiters (an LLM call's estimated tokens, say): its admission item's
    * `cost`, for a limiter's `cost` function (`cost: ({ cost = 1 }) => cost`). A whole number from 0 to
    * 2^32 - 1: anything else (negative, fractional, NaN, Infinity, not a number) is `ERR_OUT_OF_RANGE`. Not used
    * otherwise.
    */
-  cost?: number;
+  cost?: number | undefined;
 }
 
 /** Events a stream accepts in bulk: any sync or async iterable (arrays, generators, Node `Readable`s). */
@@ -410,8 +410,8 @@ export interface StreamSessions<K, I, O> extends AsyncIterable<SessionItem<K, O>
 export interface StreamFn<I, O> {
   /** `config.name`, or the handler's name (`anonymous` without one): the label of its metrics. */
   readonly name: string;
-  /** Its settings, defaults filled in. */
-  readonly config: Readonly<Required<StreamConfig>>;
+  /** Its settings, defaults filled in (none undefined). */
+  readonly config: { readonly [K in keyof StreamConfig]-?: Exclude<StreamConfig[K], undefined> };
   /**
    * Opens a stream, sends all of `events` with backpressure, ends it, and collects every output. Resolves once
    * the handler (every stage's, for a pipe) has finished, so `stats()` count the stream by then.
@@ -445,34 +445,34 @@ export interface StreamFn<I, O> {
 /** How a task or batch stage retries a call that threw or rejected. */
 export interface RetryConfig {
   /** Attempts per item in all, from 1 (the default: no retry). */
-  attempts?: number;
+  attempts?: number | undefined;
   /** Wait before the first retry, ms (default 100). */
-  delay?: number;
+  delay?: number | undefined;
   /** Each further wait is this many times the one before (default 2). */
-  factor?: number;
+  factor?: number | undefined;
   /** No wait is longer than this, ms (default 30,000). */
-  maxDelay?: number;
+  maxDelay?: number | undefined;
 }
 
 /** Settings of a `task()` stage. */
 export interface TaskConfig<I = unknown, O = unknown> extends StreamConfig {
   /** Calls in flight per stream at most (default 16). */
-  concurrency?: number;
+  concurrency?: number | undefined;
   /** Outputs in input order (the default), or as calls complete (`false`). */
-  ordered?: boolean;
+  ordered?: boolean | undefined;
   /** Retries of a failed call: `attempts` (default 1: none), then `delay` ms (100) growing by `factor` (2) up to `maxDelay` (30 s). */
-  retry?: RetryConfig;
+  retry?: RetryConfig | undefined;
   /**
    * After the last attempt failed: `'fail'` (the default) fails the stream with the error, `'skip'` drops the item,
    * and a function's result replaces the output (`undefined` drops it; a throw fails the stream).
    */
-  onError?: 'fail' | 'skip' | ((error: unknown, item: I, ctx: TaskContext) => O | undefined | Promise<O | undefined>);
+  onError?: 'fail' | 'skip' | ((error: unknown, item: I, ctx: TaskContext) => O | undefined | Promise<O | undefined>) | undefined;
   /**
    * Each call (each retry attempt) waits for a permit of this limiter, or of each of these in order, before it
    * starts, and gives them back when it settles (docs/flow-control.md). Its `key`/`cost` get the call's item (a
    * batch stage's: the batch's array). A refusal (`mode: 'reject'`, a full line) fails the attempt.
    */
-  limiter?: Limiter<I> | readonly Limiter<I>[];
+  limiter?: Limiter<I> | readonly Limiter<I>[] | undefined;
 }
 
 /** Settings of a `batch()` stage. */
@@ -480,9 +480,9 @@ export interface BatchConfig<I = unknown, O = unknown> extends TaskConfig<I[], O
   /** A batch is called when it holds this many items. */
   maxSize: number;
   /** ... or this many (default 1), once `maxWait` has passed since its first item. */
-  minSize?: number;
+  minSize?: number | undefined;
   /** ms; 0 (the default): only when full, or at the end of the input. */
-  maxWait?: number;
+  maxWait?: number | undefined;
 }
 
 /** What a task or batch call gets besides its item. */
@@ -496,27 +496,27 @@ export interface TaskContext extends Pick<StreamContext, 'id' | 'signal'> {
 /** `workerFn`'s settings: a stream function's, and where its handler runs. */
 export interface WorkerFnConfig extends StreamConfig {
   /** Most worker threads the function starts (lazily, as streams open). Default: `os.availableParallelism()`. */
-  threads?: number;
+  threads?: number | undefined;
   /** The module's export that is the handler. Default `'default'`. */
-  export?: string;
+  export?: string | undefined;
   /**
    * Move large byte arrays instead of copying them: an event's or output's
    * typed array or Buffer of 64 KiB or more that spans its whole ArrayBuffer
    * is transferred, and the sender's ArrayBuffer is detached (length 0) once
    * its batch leaves, at any time after `send()`. Default false (one copy).
    */
-  transfer?: boolean;
+  transfer?: boolean | undefined;
   /**
    * Each thread's limits, as `new Worker()` takes them; a thread that exceeds them fails the streams it hosts.
    * On Bun, whose `Worker` ignores them, `workerFn()` refuses this option (`ERR_VELO_RUNTIME_UNSUPPORTED`).
    */
-  resourceLimits?: import('node:worker_threads').ResourceLimits;
+  resourceLimits?: import('node:worker_threads').ResourceLimits | undefined;
   /**
    * Ms a thread may take to load the module (a top-level await included);
    * past it, the thread is stopped and its streams fail with
    * `ERR_VELO_WORKER_MODULE`. Default 30000.
    */
-  loadTimeout?: number;
+  loadTimeout?: number | undefined;
   /** Ms a thread that hosts no stream stays up before it stops (0: at once); the next stream starts a new one. Default 10000. */
-  threadIdleTimeout?: number;
+  threadIdleTimeout?: number | undefined;
 }

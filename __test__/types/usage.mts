@@ -136,3 +136,16 @@ const chat = streamFn(async function* (prompts: AsyncIterable<string>, ctx: Stre
   }
 });
 void chat;
+
+// Options passed through from settings that may be unset: undefined is the default, also under
+// exactOptionalPropertyTypes (the runtime takes an undefined option as an absent one).
+declare const settings: { idleTimeout?: number; signal?: AbortSignal; concurrency?: number; threads?: number };
+const passed = streamFn(
+  async function* (e: AsyncIterable<number>) {
+    yield* e;
+  },
+  { idleTimeout: settings.idleTimeout, name: undefined },
+);
+void passed.run([1], { signal: settings.signal, key: undefined });
+const configured: number = passed.config.idleTimeout;
+void configured;
