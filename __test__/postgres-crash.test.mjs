@@ -10,7 +10,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import { postgresProducer, postgresWorker } from 'velo-stream/postgres';
+import { sessionProducer, sessionWorker } from 'velo-stream/durable';
 import { LEDGER_TABLE, checkLedger, ledger, shape } from '../examples/postgres-ledger.mjs';
 import { start } from './helpers/child.mjs';
 import { pool, postgres, usePostgres } from './helpers/postgres-suite.mjs';
@@ -85,7 +85,7 @@ test('kill -9, SIGSTOP past the lease and hand-offs: every ledger row once, outp
   await pool().query(LEDGER_TABLE);
   const children = [workerChild(), workerChild(), workerChild()];
   await Promise.all(children.map((c) => c.waitFor(/^ready$/m)));
-  const producer = postgresProducer(shape(pool()));
+  const producer = sessionProducer(shape(pool()));
   const sent = new Map();
   let n = 0;
   let resumed = null;
@@ -147,7 +147,7 @@ test('kill -9, SIGSTOP past the lease and hand-offs: every ledger row once, outp
      SELECT 'calm', p, ms, seq, key, payload, tp, ts FROM ${S}.entries WHERE fn = 'ledger' AND close IS NULL AND wake IS NULL`,
   );
   const errors = [];
-  const calm = postgresWorker(ledger, {
+  const calm = sessionWorker(ledger, {
     ...shape(pool(), 'calm'),
     keyState: { retention: 3_600_000 },
     onError: (e) => errors.push(e),

@@ -1,6 +1,6 @@
 // A ledger on Postgres whose rows are written exactly once, with a crash in the middle.
 //
-// Deposits and withdrawals go into Postgres with `postgresProducer`; workers (child processes of this file) keep
+// Deposits and withdrawals go into Postgres with `sessionProducer`; workers (child processes of this file) keep
 // one session per account, holding its balance (checkpointed, and kept between sessions with `keyState`). Each
 // session's outputs are committed with its acks and checkpoint in one transaction, and `effects` writes each
 // output's ledger row into your own table `ledger` in that same transaction: a row exists if and only if its
@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { streamFn } from 'velo-stream';
-import { postgresProducer, postgresWorker } from 'velo-stream/postgres';
+import { sessionProducer, sessionWorker } from 'velo-stream/durable';
 
 /** One account's session: its balance after each event (time and state from the log only: replays agree). */
 export const ledger = streamFn(
@@ -58,7 +58,7 @@ export async function writeLedger(tx, outputs) {
 }
 
 /** The options every process of the ledger shares. */
-export const shape = (pool, name = 'ledger') => ({ pool, schema: 'velo_ledger_demo', name, partitions: 8 });
+export const shape = (pool, name = 'ledger') => ({ client: pool, schema: 'velo_ledger_demo', name, partitions: 8 });
 
 /**
  * A worker process: `node postgres-ledger.mjs worker <pg config JSON> [name] [leaseTtl] [more options JSON]`. Prints `ready`, then
@@ -68,7 +68,7 @@ export const shape = (pool, name = 'ledger') => ({ pool, schema: 'velo_ledger_de
 async function workerProcess(config, name, leaseTtl, more) {
   const pool = new pg.Pool({ ...config, max: 12 });
   pool.on('error', () => {});
-  const worker = postgresWorker(ledger, {
+  const worker = sessionWorker(ledger, {
     ...shape(pool, name),
     leaseTtl,
     keyState: { retention: 3_600_000 },
@@ -187,7 +187,7 @@ export async function main() {
     await pool.query('DROP SCHEMA IF EXISTS velo_ledger_demo CASCADE');
     startWorker();
     startWorker();
-    const producer = postgresProducer(shape(pool));
+    const producer = sessionProducer(shape(pool));
     const sent = new Map();
     let n = 0;
     for (let round = 0; round < 20; round++) {
