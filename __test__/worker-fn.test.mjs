@@ -193,6 +193,23 @@ test("TypeScript's CommonJS output serves by its default export (exports.default
   await assert.rejects(workerFn(module, { threads: 1, export: 'none' }).run([1]), { code: 'ERR_VELO_WORKER_MODULE' });
 });
 
+test('a cancelled handler that has not finished keeps its thread busy: new streams go to another', async () => {
+  const fn = handlers('spinner', { threads: 2 });
+  try {
+    const a = fn.open();
+    await a.send({ spin: 1000 });
+    const { spinning } = await a.recv();
+    // The handler now loops without an await: the cancel cannot stop it, and its thread is taken until it ends.
+    await a.cancel();
+    for (let i = 0; i < 3; i++) {
+      const [{ threadId }] = await fn.run([{}]);
+      assert.notEqual(threadId, spinning, `run ${i} went to the thread of the cancelled handler still running`);
+    }
+  } finally {
+    await fn.close();
+  }
+});
+
 test('each stream stays on one thread; streams spread over the threads, least loaded first, and threads are reused', async () => {
   const fn = handlers('where', { threads: 2 });
   const a = fn.open();

@@ -10,6 +10,7 @@ import { isError, readString } from '../text';
 import { type Arrived, thrownRecord } from './codec';
 import {
   type CancelMessage,
+  type LeftMessage,
   type LoadedMessage,
   type OpenMessage,
   type StopMessage,
@@ -76,6 +77,8 @@ export class ThreadHost {
   readonly inbox: number;
   readonly #worker: Worker;
   readonly #hosted = new Map<number, WeakRef<Hosted>>();
+  /** Pairs cancelled whose handler has not finished on the thread yet (`LeftMessage`): it still runs there. */
+  readonly #cancelled = new Set<number>();
   #error: unknown;
   /** Why this host stopped its thread itself (a load past its deadline, idle, closed): its streams fail with it, if any. */
   #stopping: { error: Error | null } | undefined;
@@ -99,8 +102,9 @@ export class ThreadHost {
       throw error;
     }
     this.#worker.on('error', (error) => (this.#error ??= error));
-    this.#worker.on('message', (message: TransferMessage | LoadedMessage) => {
+    this.#worker.on('message', (message: TransferMessage | LoadedMessage | LeftMessage) => {
       if (message.type === 'loaded') this.#onLoaded();
+      else if (message.type === 'left') this.#cancelled.delete(message.pair);
       else this.#hosted.get(message.pair)?.deref()?.transferArrived(message);
     });
     // An idle thread never keeps the process alive; a caller waiting for
@@ -117,8 +121,16 @@ export class ThreadHost {
     this.#timer = setTimeout(() => void this.stop(loadTimeoutError(module, loadTimeout)), loadTimeout).unref();
   }
 
+  /** Streams it hosts (the thread idles, and stops after its idle time, once it hosts none). */
   get load(): number {
     return this.#hosted.size;
+  }
+
+  /** Handlers running on the thread: the streams it hosts, and those cancelled whose handler has not finished. */
+  get busy(): number {
+    let busy = this.#hosted.size;
+    for (const pair of this.#cancelled) if (!this.#hosted.has(pair)) busy++;
+    return busy;
   }
 
   place(pair: number, stream: Hosted, message: OpenMessage): void {
@@ -151,6 +163,7 @@ export class ThreadHost {
       if (message === undefined) {
         this.#worker.postMessage({ type: 'cancel', pair, reason: thrownRecord(reason), record: true } satisfies CancelMessage);
       }
+      this.#cancelled.add(pair);
     }
     addon.crossCancel(pair, null);
   }
@@ -260,9 +273,9 @@ export class ThreadPool {
     this.#options = options;
   }
 
-  /** Streams each running thread hosts now, one number per thread (for a dashboard). */
+  /** Handlers each running thread runs now (`busy`), one number per thread (for a dashboard). */
   get loads(): number[] {
-    return this.#hosts.map((host) => host.load);
+    return this.#hosts.map((host) => host.busy);
   }
 
   /** The most threads it starts (`threads`). */
@@ -278,11 +291,18 @@ export class ThreadPool {
     return this.#closed !== undefined;
   }
 
-  /** The thread for a new stream: the least loaded, or a new one while some are not started and every started one is busy. */
+  /**
+   * The thread for a new stream: the least busy (a cancelled handler that has not finished, one stuck in a loop,
+   * counts), or a new one while some are not started and every started one is busy.
+   */
   pick(): ThreadHost {
     let best: ThreadHost | undefined;
-    for (const host of this.#hosts) if (best === undefined || host.load < best.load) best = host;
-    if (best === undefined || (best.load > 0 && this.#hosts.length < this.#options.max)) {
+    let least = Infinity;
+    for (const host of this.#hosts) {
+      const busy = host.busy;
+      if (busy < least) [best, least] = [host, busy];
+    }
+    if (best === undefined || (least > 0 && this.#hosts.length < this.#options.max)) {
       best = new ThreadHost(this, this.#options);
       this.#hosts.push(best);
     }

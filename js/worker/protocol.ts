@@ -91,6 +91,15 @@ export interface StopMessage {
   type: 'stop';
 }
 
+/**
+ * Posted by a thread for each cancel it was sent, once the handler of that pair has finished (at once if it had):
+ * until then the handler still runs there (one stuck in a loop never finishes), and the thread counts as busy.
+ */
+export interface LeftMessage {
+  type: 'left';
+  pair: number;
+}
+
 /** Posted by a thread once its module has loaded (or failed to): the caller's load deadline stops. */
 export interface LoadedMessage {
   type: 'loaded';

@@ -21,6 +21,7 @@ import {
 import {
   type CancelMessage,
   INPUT,
+  type LeftMessage,
   type LoadedMessage,
   type OpenMessage,
   OUTPUT,
@@ -121,6 +122,8 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
    */
   #refused = false;
   #onCancelMessage: (() => void) | null = null;
+  /** The caller's cancel message came: the caller is told when the handler has finished (`LeftMessage`). */
+  #cancelMessaged = false;
   /** An output the clone format refused: the stream fails with it. */
   #outputError: { error: unknown } | undefined;
 
@@ -246,6 +249,7 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
       addon.crossCancel(this.#pair, INPUT);
     }
     streams.delete(this.#pair);
+    if (this.#cancelMessaged) parentPort?.postMessage({ type: 'left', pair: this.#pair } satisfies LeftMessage);
     exitIfStopped();
     addon.crossRelease(this.#pair, WORKER_SIDE);
   }
@@ -315,6 +319,7 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
 
   /** The caller cancelled with `reason` (it comes by the port, after the lanes' cancel may have stopped the handler already). */
   cancelledWith(reason: unknown): void {
+    this.#cancelMessaged = true;
     // (As in-process: the signal aborts, then the handler's input ends.)
     (this.#abort ??= new AbortController()).abort(reason);
     this.#stop();
@@ -502,7 +507,10 @@ parentPort?.on('message', (message: OpenMessage | TransferMessage | CancelMessag
   }
   if (message.type === 'cancel') {
     const reason = message.record ? rebuildThrown(message.reason as ThrownRecord) : message.reason;
-    streams.get(message.pair)?.cancelledWith(reason);
+    const stream = streams.get(message.pair);
+    // (A handler that finished already: the caller is told at once.)
+    if (stream === undefined) parentPort?.postMessage({ type: 'left', pair: message.pair } satisfies LeftMessage);
+    else stream.cancelledWith(reason);
     return;
   }
   const stream = new ThreadStream(message);
