@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { StreamClosedError, streamFn } from 'velo-stream';
-import { deferred, isSettled, settle, unhandledDuring } from './helpers/util.mjs';
+import { collect, deferred, isSettled, settle, unhandledDuring } from './helpers/util.mjs';
 
 test('outputs yielded before the throw are delivered in order, then the same error', async () => {
   const boom = new Error('boom');
@@ -97,7 +97,7 @@ test('errors thrown in a finally block, before reading, and after the input ende
 });
 
 test('a handler returning something that is not async-iterable fails on first read with ERR_INVALID_RETURN_VALUE', async () => {
-  for (const handler of [() => 42, () => [1, 2], async () => "x", () => (function* () {})()]) {
+  for (const handler of [() => 42, () => [1, 2], async () => 'x', () => (function* () {})()]) {
     const fn = streamFn(handler);
     const s = fn.open();
     await assert.rejects(s.recv(), (e) => e instanceof TypeError && e.code === 'ERR_INVALID_RETURN_VALUE');
@@ -139,13 +139,19 @@ test('a handler that throws synchronously fails the stream', async () => {
 for (const [name, cleanup] of [
   ['no finally', null],
   ['a synchronous finally', () => {}],
-  ['an async finally that awaits promises', async () => {
-    for (let i = 0; i < 20; i++) await Promise.resolve();
-  }],
-  ['an async finally that awaits real cleanup (timers)', async () => {
-    await sleep(20);
-    await sleep(5);
-  }],
+  [
+    'an async finally that awaits promises',
+    async () => {
+      for (let i = 0; i < 20; i++) await Promise.resolve();
+    },
+  ],
+  [
+    'an async finally that awaits real cleanup (timers)',
+    async () => {
+      await sleep(20);
+      await sleep(5);
+    },
+  ],
 ]) {
   test(`a throw inside for await: waiting, racing and later sends carry the error as cause (${name})`, async () => {
     const boom = new Error('boom');
@@ -221,4 +227,46 @@ test('a handler that leaves its loop and keeps running: waiting sends are answer
     }
     more.resolve();
   }
+});
+
+test('un-awaited sends a closed stream refuses are never unhandled rejections; awaited, they reject', async () => {
+  const failing = streamFn(
+    async function* (events) {
+      for await (const e of events) {
+        if (e === 3) throw new Error('handler failed on 3');
+        yield e;
+      }
+    },
+    { buffer: 2 },
+  );
+  const firstTwo = streamFn(async function* (events) {
+    let n = 0;
+    for await (const e of events) {
+      yield e;
+      if (++n === 2) return;
+    }
+  });
+  const awaited = [];
+  const unhandled = await unhandledDuring(async () => {
+    // A handler that fails: sends waiting for room, and sends after, are refused.
+    const s1 = failing.open();
+    for (let i = 0; i < 10; i++) s1.send(i);
+    await assert.rejects(async () => {
+      for await (const v of s1) void v;
+    }, /handler failed on 3/);
+    s1.send(10);
+    awaited.push(s1.send(11));
+    // A reader that leaves (a cancel), and a handler that returns early.
+    const s2 = failing.open();
+    for (let i = 0; i < 3; i++) s2.send(i);
+    for await (const v of s2) if (v === 1) break;
+    s2.send(12);
+    const s3 = firstTwo.open();
+    for (let i = 0; i < 8; i++) s3.send(i);
+    s3.end();
+    assert.deepEqual(await collect(s3), [0, 1]);
+    awaited.push(s3.send(13));
+  });
+  assert.deepEqual(unhandled, []);
+  for (const sent of awaited) await assert.rejects(sent, StreamClosedError);
 });

@@ -116,6 +116,23 @@ export const kFailAtEnd = Symbol.for('velo-stream.failAtEnd');
 /** Stands for a batch array not made yet (never written to). */
 const NO_BUFFER: unknown[] = Object.freeze([]) as unknown as unknown[];
 const RESOLVED: Promise<void> = Promise.resolve();
+
+const ignore = (): void => {};
+
+/**
+ * A send refused by a closed stream: rejected, but never an unhandled rejection. An un-awaited send (which the
+ * docs allow: sends keep their order) must not end the process; the stream's failure or end reaches its reader.
+ */
+function refusedSend(error: Error): Promise<void> {
+  const refused = Promise.reject(error);
+  refused.catch(ignore);
+  return refused;
+}
+
+/** A send waiting for room: settled by the stream; `sent` is its promise, marked handled if it is refused. */
+interface WaitingSend extends Settle<void> {
+  sent: Promise<void> | undefined;
+}
 /** `poll` found nothing yet. */
 const NOT_YET = Symbol('velo.notYet');
 
@@ -492,7 +509,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
 
   // Input side: parked senders, and the batch lent to the handler.
   /** Senders waiting for room (a shared empty queue until the first one). */
-  #senders: Fifo<Settle<void>> = NO_QUEUE;
+  #senders: Fifo<WaitingSend> = NO_QUEUE;
   /** The batch lent to the handler (made on first use). */
   #inBuf: unknown[] = NO_BUFFER;
   #inPos = 0;
@@ -883,7 +900,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     // answered when the handler finishes (see `kReleaseInput`).
     if ((this.#state & S.INPUT_RELEASED) !== 0 && (this.#state & S.HANDLER_DONE) === 0 && this.#cancel === undefined)
       return this.#waitAsSender();
-    return Promise.reject(this.#closedError());
+    return refusedSend(this.#closedError());
   }
 
   /** An event went to the handler with no native call: counted later, its time stamped for the idle clock (see `reportHandoffs`). */
@@ -919,11 +936,16 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
   }
 
   #waitAsSender(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      if (this.#senders === NO_QUEUE) this.#senders = new Fifo();
-      this.#senders.push({ resolve, reject });
-      this.#syncKeepAlive();
+    if (this.#senders === NO_QUEUE) this.#senders = new Fifo();
+    const waiting: WaitingSend = { resolve: ignore, reject: ignore, sent: undefined };
+    const sent = new Promise<void>((resolve, reject) => {
+      waiting.resolve = resolve;
+      waiting.reject = reject;
     });
+    waiting.sent = sent;
+    this.#senders.push(waiting);
+    this.#syncKeepAlive();
+    return sent;
   }
 
   end(): void {
@@ -1283,7 +1305,10 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
   #rejectSenders(makeError: () => Error): void {
     if (this.#senders.length === 0) return;
     const error = makeError();
-    for (const sender of this.#senders.drain()) sender.reject(error);
+    for (const sender of this.#senders.drain()) {
+      sender.reject(error);
+      sender.sent?.catch(ignore);
+    }
     this.#syncKeepAlive();
   }
 
