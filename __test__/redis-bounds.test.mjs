@@ -262,6 +262,52 @@ test('maxLag: with no worker, sends to a partition are refused at the bound (not
   }
 });
 
+test('maxLag: a group whose count of entries read Redis got wrong (as after an AOF rewrite and a restart) is not taken as behind', async () => {
+  const name = fresh('lagcount');
+  const producer = redisProducer({ client, name, partitions: 1, maxLag: 5, lagInterval: 20 });
+  const worker = redisWorker(totals({ idleTimeout: 100 }), { client, name, partitions: 1, leaseTtl: 1500 });
+  const stream = `velo:{${name}:p0}`;
+  try {
+    for (let n = 0; n < 4; n++) await producer.send('k', { n });
+    await eventually(async () => (await readAllOutputs(client, name, 1)).length === 4, '4 outputs');
+    await eventually(async () => (await producer.lag(0)) === 0, 'everything read');
+    // Redis' own count of the entries the group read, set wrong: its XINFO lag says 4 behind, with nothing undelivered.
+    const [group] = await client
+      .sendCommand(['XINFO', 'GROUPS', stream])
+      .then((gs) => gs.map((g) => Object.fromEntries(chunks(g))));
+    await client.sendCommand(['XGROUP', 'SETID', stream, 'velo', group['last-delivered-id'], 'ENTRIESREAD', '0']);
+    const [wrong] = await client
+      .sendCommand(['XINFO', 'GROUPS', stream])
+      .then((gs) => gs.map((g) => Object.fromEntries(chunks(g))));
+    assert.equal(wrong.lag, 4, 'the lag Redis reports from its count');
+    assert.equal(await producer.lag(0), 0);
+    // Nothing undelivered: the count is set right, so Redis' own lag is right again too.
+    const [righted] = await client
+      .sendCommand(['XINFO', 'GROUPS', stream])
+      .then((gs) => gs.map((g) => Object.fromEntries(chunks(g))));
+    assert.equal(righted.lag, 0);
+    assert.equal(righted['last-delivered-id'], group['last-delivered-id']);
+    await producer.send('k', { n: 4 });
+    await eventually(async () => (await readAllOutputs(client, name, 1)).length === 5, '5 outputs');
+    // Behind for real, with the wrong count: the entries not delivered are counted.
+    await worker.close();
+    for (let n = 5; n < 8; n++) await producer.send('k', { n });
+    assert.equal(await producer.lag(0), 3);
+    await producer.send('k', { n: 8 });
+    assert.equal(await producer.lag(0), 4);
+  } finally {
+    await worker.close();
+  }
+});
+
+/** A reply's map as entries, `[k, v, k, v]` (RESP2) or an object (RESP3). */
+function chunks(reply) {
+  if (!Array.isArray(reply)) return Object.entries(reply);
+  const pairs = [];
+  for (let i = 0; i < reply.length; i += 2) pairs.push([reply[i], reply[i + 1]]);
+  return pairs;
+}
+
 test('maxLag with a stalled worker: its partition at its buffer share, the lag grows to the bound and sends are refused; once the session moves, accepted again', async () => {
   const name = fresh('stall');
   const partitions = 2;

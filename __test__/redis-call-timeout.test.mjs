@@ -5,7 +5,7 @@
 // out and sends succeed. A reader's `break` and a materializer's `close()` on a paused server end within theirs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createClient } from 'redis';
+import { ClientOfflineError, ErrorReply, SocketClosedUnexpectedlyError, createClient } from 'redis';
 import { redisClientOptions, redisMaterialize, redisOutputs, redisProducer, redisWorker } from 'velo-stream/redis';
 import { startRedis } from './helpers/redis-server.mjs';
 import { eventually, interceptCommands, totals } from './helpers/redis-fixtures.mjs';
@@ -312,4 +312,32 @@ test('sendMany in several calls: the bound restarts at each answer (a batch Redi
     error.message,
     /^sendMany\(\): 3 of 4 events written, 0 not, 1 unknown: Redis did not answer within callTimeout \(300 ms\)$/,
   );
+});
+
+test('a call Redis refused before running it (LOADING, READONLY, an offline client) wrote nothing: its events are null, not unknown', async () => {
+  const PARTITIONS = 5;
+  const probe = redisProducer({ client: scriptedClient(() => undefined), name: 'm', partitions: PARTITIONS });
+  const keys = [];
+  for (let i = 0; keys.length < PARTITIONS; i++) if (probe.partitionOf(`k${i}`) === keys.length) keys.push(`k${i}`);
+  const failures = [
+    new ErrorReply('LOADING Redis is loading the dataset in memory'),
+    null,
+    new ErrorReply("READONLY You can't write against a read only replica."),
+    new ClientOfflineError(),
+    new SocketClosedUnexpectedlyError(),
+  ];
+  const client = scriptedClient((call, args) => {
+    const p = Number(/:p(\d+)\}$/.exec(String(args[3]))[1]);
+    return failures[p] === null ? appended(args, 0) : Promise.reject(failures[p]);
+  });
+  const error = await redisProducer({ client, name: 'm', partitions: PARTITIONS })
+    .sendMany(keys.map((key) => [key, 1]))
+    .then(
+      () => assert.fail('resolved'),
+      (e) => e,
+    );
+  assert.equal(error.code, 'ERR_VELO_SEND_FAILED');
+  // Refused before it ran: not written. A connection closed under the call: unknown (it may have run).
+  assert.deepEqual([...error.ids], [null, 'velo:{m:p1}-0', null, null, undefined]);
+  assert.match(error.message, /^sendMany\(\): 1 of 5 events written, 3 not, 1 unknown: LOADING /);
 });

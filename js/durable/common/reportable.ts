@@ -26,6 +26,22 @@ export function reportable(error: unknown): unknown {
   return byClass || byCode || loading ? new RedisConnectionError(error) : error;
 }
 
+/**
+ * Redis' answers that it ran none of a call (a script's, whole): loading its data after a restart, busy with a
+ * script, a replica or a cluster refusing a write, a slot moved. And node-redis' refusals to send one (a closed
+ * or offline client), and a refused connection.
+ */
+const UNRUN_REPLY = /^(LOADING|BUSY|MASTERDOWN|READONLY|CLUSTERDOWN|TRYAGAIN|MOVED|ASK) /;
+const UNSENT_ERRORS = new Set(['ClientClosedError', 'ClientOfflineError']);
+
+/** Whether a call that failed with `error` surely wrote nothing (else, with no answer, it may have). */
+export function ranNothing(error: unknown): boolean {
+  const e = error as { constructor?: { name?: unknown }; code?: unknown; message?: unknown } | null;
+  if (e === null || typeof e !== 'object') return false;
+  if (typeof e.constructor?.name === 'string' && UNSENT_ERRORS.has(e.constructor.name)) return true;
+  return e.code === 'ECONNREFUSED' || (typeof e.message === 'string' && UNRUN_REPLY.test(e.message));
+}
+
 /** node-redis' error for a command sent on a client that was closed (`close()`, `quit()`, `destroy()`). */
 export function isClientClosed(error: unknown): boolean {
   return (error as { constructor?: { name?: unknown } } | null)?.constructor?.name === 'ClientClosedError';

@@ -1,6 +1,7 @@
 // Producers: any process appends events to the partition of their key.
 import type { Producer as AnyProducer } from '../../durable/common/clients';
 import { encodeChecked } from '../../durable/common/codec';
+import { ranNothing } from '../../durable/common/reportable';
 import type { RedisName } from '../log/name';
 import { type RedisOptions, type Resolved, callTimeoutOption, checkKey, fnv1a, resolveOptions } from '../log/options';
 import { settleWithin } from '../log/connection';
@@ -223,9 +224,11 @@ class Producer<I> implements RedisProducer<I> {
         const { index, n } = chunks[c];
         for (let i = 0; i < n; i++) ids[index[i]] = i < got.length ? got[i] : null;
         if (refused !== undefined) failures.push(new Error(refused));
+      } else {
+        // Refused before it ran: none of its events written. Else (no answer, or none in time) unknown.
+        if (ranNothing(outcome)) for (const i of chunks[c].index) ids[i] = null;
+        failures.push(outcome);
       }
-      // No answer (or not one from the script), or none in time: whether its events were written is unknown.
-      else failures.push(outcome);
     });
     if (failures.length === 0) return ids as string[];
     const written = ids.filter((id) => typeof id === 'string').length;
