@@ -132,3 +132,47 @@ test('a revoked Proxy as a config or options object is refused with a code, as a
   assert.throws(() => workerFn(WORKER_MODULE, proxy), refusal);
   assert.throws(() => streamFn(echo).open(proxy), refusal);
 });
+
+test('options whose getter throws, or a Proxy whose trap throws, are ERR_INVALID_ARG_TYPE with that error as cause, at every entry point; nothing opened', async () => {
+  const thrown = new Error('getter failed');
+  const getter = (key) =>
+    Object.defineProperty({}, key, {
+      enumerable: true,
+      get: () => {
+        throw thrown;
+      },
+    });
+  const trap = () =>
+    new Proxy(
+      {},
+      {
+        ownKeys: () => {
+          throw thrown;
+        },
+      },
+    );
+  const fn = streamFn(echo);
+  for (const make of [() => getter('buffer'), () => getter('idleTimeout'), trap]) {
+    const calls = {
+      streamFn: () => streamFn(echo, make()),
+      'streamFn limiter': () => streamFn(echo, getter('limiter')),
+      task: () => task(echoItem, make()),
+      'task retry': () => task(echoItem, { retry: getter('attempts') }),
+      batch: () => batch(echoItem, Object.assign(make(), {})),
+      sessions: () => fn.sessions(make()),
+      'sessions traceKeys': () => fn.sessions(getter('traceKeys')),
+      open: () => fn.open(getter('signal')),
+      'open trap': () => fn.open(trap()),
+      workerFn: () => workerFn(WORKER_MODULE, getter('threads')),
+    };
+    for (const [what, call] of Object.entries(calls)) {
+      assert.throws(
+        call,
+        (e) => e.code === 'ERR_INVALID_ARG_TYPE' && e.cause === thrown && /could not be read/.test(e.message),
+        what,
+      );
+    }
+    await assert.rejects(fn.run([1], getter('key')), (e) => e.code === 'ERR_INVALID_ARG_TYPE' && e.cause === thrown);
+  }
+  assert.equal(fn.stats().opened, 0);
+});

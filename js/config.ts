@@ -39,6 +39,26 @@ export function assertOptionsObject(value: unknown, name: string, example: strin
 }
 
 /**
+ * `read()`, which reads options named `name`: a throw without a string `code` (a getter's or a Proxy trap's, as an
+ * option is read; the checks' own errors have codes) is ERR_INVALID_ARG_TYPE, its error as `cause`, as limiters
+ * refuse one.
+ */
+export function readingOptions<T>(name: string, read: () => T): T {
+  try {
+    return read();
+  } catch (error) {
+    let code: unknown;
+    try {
+      code = (error as { code?: unknown } | null)?.code;
+    } catch {
+      // (A thrown revoked Proxy: no code.)
+    }
+    if (typeof code === 'string') throw error;
+    throw invalidType(`The "${name}" argument could not be read (${describe(error)})`, error);
+  }
+}
+
+/**
  * Throws ERR_INVALID_ARG_VALUE at a key of `config` that is neither a stream option nor one of `own` (the entry
  * point's own options: a task stage's, a workerFn's), naming every option the entry point knows.
  */
@@ -52,6 +72,10 @@ export function checkKeys(config: object, own: readonly string[]): void {
 
 /** Checks a config object and fills in the defaults. Throws at the call, never later. */
 export function resolveConfig(config: unknown, defaultName: string): Readonly<Required<StreamConfig>> {
+  return readingOptions('config', () => resolveRead(config, defaultName));
+}
+
+function resolveRead(config: unknown, defaultName: string): Readonly<Required<StreamConfig>> {
   if (config === undefined) config = {};
   assertOptionsObject(config, 'config', '{ buffer: 64 }');
   checkKeys(config, []);
@@ -99,10 +123,20 @@ export interface ResolvedOpen {
 export function resolveOpen(opts: unknown): ResolvedOpen {
   if (opts === undefined) return NO_OPEN_OPTIONS;
   assertOptionsObject(opts, 'options', '{ signal }');
-  for (const key of Object.keys(opts)) {
+  let keys: string[];
+  let given: { signal?: unknown; label?: unknown; key?: unknown; cost?: unknown };
+  try {
+    // (Read once, here: no copy, as open() takes them per stream.)
+    keys = Object.keys(opts);
+    const { signal, label, key, cost } = opts as typeof given;
+    given = { signal, label, key, cost };
+  } catch (error) {
+    throw invalidType(`The "options" argument could not be read (${describe(error)})`, error);
+  }
+  for (const key of keys) {
     if (!OPEN_KEYS.includes(key)) throw invalidValue(`Unknown option "${key}". Known options: ${OPEN_KEYS.join(', ')}`);
   }
-  const { signal, label, key, cost } = opts as { signal?: unknown; label?: unknown; key?: unknown; cost?: unknown };
+  const { signal, label, key, cost } = given;
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
     throw invalidType(`The "signal" option must be an AbortSignal. Received ${describe(signal)}`);
   }

@@ -1,4 +1,4 @@
-import { assertOptionsObject, checkKeys, resolveConfig, resolveOpen, type ResolvedOpen } from '../config';
+import { assertOptionsObject, checkKeys, readingOptions, resolveConfig, resolveOpen, type ResolvedOpen } from '../config';
 import { StreamLimitError, describe, invalidType, invalidValue, pipeSessionCallError } from '../errors';
 import { type GroupPermit, NativeFunction, type Outcome, type Totals, ops } from '../addon/addon';
 import { assertSource, collectOutputs } from './drive';
@@ -120,34 +120,35 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
     let traceKeys = false;
     let debounce: Debounce | undefined;
     let singleton: Singleton | undefined;
-    if (config !== undefined) {
-      assertOptionsObject(config, 'config', '{ idleTimeout: 60_000 }');
-      checkKeys(config, ['traceKeys', 'debounce', 'singleton']);
-      if ('singleton' in config) {
-        const { singleton: given, ...rest } = config;
-        if (given !== undefined && given !== 'skip' && given !== 'replace' && given !== 'latest') {
-          throw invalidValue(`The "singleton" option must be 'skip', 'replace' or 'latest'. Received ${describe(given)}`);
+    if (config !== undefined)
+      readingOptions('config', () => {
+        assertOptionsObject(config, 'config', '{ idleTimeout: 60_000 }');
+        checkKeys(config, ['traceKeys', 'debounce', 'singleton']);
+        if ('singleton' in config) {
+          const { singleton: given, ...rest } = config;
+          if (given !== undefined && given !== 'skip' && given !== 'replace' && given !== 'latest') {
+            throw invalidValue(`The "singleton" option must be 'skip', 'replace' or 'latest'. Received ${describe(given)}`);
+          }
+          singleton = given;
+          config = rest;
+          streamConfig = Object.keys(rest).length === 0 ? undefined : rest;
         }
-        singleton = given;
-        config = rest;
-        streamConfig = Object.keys(rest).length === 0 ? undefined : rest;
-      }
-      if ('debounce' in config) {
-        const { debounce: given, ...rest } = config;
-        if (given !== undefined) debounce = checkDebounce(given);
-        config = rest;
-        streamConfig = Object.keys(rest).length === 0 ? undefined : rest;
-      }
-      if ('traceKeys' in config) {
-        const { traceKeys: given = false, ...rest } = config;
-        if (typeof given !== 'boolean') {
-          throw invalidType(`The "traceKeys" option must be a boolean. Received ${describe(given)}`);
+        if ('debounce' in config) {
+          const { debounce: given, ...rest } = config;
+          if (given !== undefined) debounce = checkDebounce(given);
+          config = rest;
+          streamConfig = Object.keys(rest).length === 0 ? undefined : rest;
         }
-        traceKeys = given;
-        // Only traceKeys given: the sessions run on this function, as without a config.
-        streamConfig = Object.keys(rest).length === 0 ? undefined : rest;
-      }
-    }
+        if ('traceKeys' in config) {
+          const { traceKeys: given = false, ...rest } = config;
+          if (typeof given !== 'boolean') {
+            throw invalidType(`The "traceKeys" option must be a boolean. Received ${describe(given)}`);
+          }
+          traceKeys = given;
+          // Only traceKeys given: the sessions run on this function, as without a config.
+          streamConfig = Object.keys(rest).length === 0 ? undefined : rest;
+        }
+      });
     const fn = streamConfig === undefined ? this : this.withConfig(streamConfig);
     return new Sessions<K, I, O>(fn, (key) => fn[kOpen](undefined, true, undefined, key), traceKeys, debounce, singleton);
   }
@@ -363,8 +364,11 @@ type StageOverrides = { buffer?: number; idleTimeout?: number };
 
 /** Overrides for `withConfig`: an options object (checked fully when merged). */
 function checkedOverrides(config: unknown): StreamConfig {
-  assertOptionsObject(config, 'config', '{ buffer: 64 }');
-  return config;
+  return readingOptions('config', () => {
+    assertOptionsObject(config, 'config', '{ buffer: 64 }');
+    // (Its own options, each read once, here: the spreads after read this copy.)
+    return { ...config };
+  });
 }
 
 /** Stages run in sequence: `a.pipe(b).pipe(c)`. */
@@ -517,13 +521,15 @@ export function streamFn<I, O, S = unknown, W = unknown>(
   // (S and W type the handler's own context only; the function runs it with whatever state and payloads it made.)
   let limiters: readonly Limiter<unknown>[] | undefined;
   if (config !== undefined) {
-    assertOptionsObject(config, 'config', '{ buffer: 64 }');
-    checkKeys(config, ['limiter']);
-    if (Object.hasOwn(config, 'limiter')) {
-      const { limiter, ...rest } = config;
+    config = readingOptions('config', () => {
+      const given = config as StreamFnConfig;
+      assertOptionsObject(given, 'config', '{ buffer: 64 }');
+      checkKeys(given, ['limiter']);
+      if (!Object.hasOwn(given, 'limiter')) return given;
+      const { limiter, ...rest } = given;
       limiters = checkLimiters(limiter, 'streamFn()');
-      config = rest;
-    }
+      return rest;
+    });
   }
   return new SingleFn(handler as StreamHandler<I, O>, config, limiters);
 }

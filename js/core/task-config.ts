@@ -1,7 +1,7 @@
 // The settings of task and batch stages (`task(fn, config)`, `batch(fn, config)`): checked at the call, split into
 // the stream's own settings and the task window's (crates/velo-core/src/task.rs), with the call wrapped for its
 // limiters (js/limits/use.ts). The stages themselves run in task.ts.
-import { assertOptionsObject, checkKeys } from '../config';
+import { assertOptionsObject, checkKeys, readingOptions } from '../config';
 import { describe, invalidType, invalidValue, outOfRange } from '../errors';
 import { integerOption, numberOption } from '../validate';
 import type { BatchConfig, RetryConfig, StreamConfig, TaskContext } from '../types';
@@ -57,12 +57,15 @@ function checkRetry(value: unknown): Required<RetryConfig> {
   return retry;
 }
 
+/** The task settings checked, and the stream's (`checkTaskConfig`). */
+type CheckedTask<I, O> = { spec: Omit<TaskSpec<I, O>, 'policy'> & { policy: Omit<TaskPolicy, 'buffer'> }; stream: StreamConfig };
+
 /** Splits a task or batch config into the stream settings and the checked task settings. Throws at the call. */
-export function checkTaskConfig<I, O>(
-  kind: 'task' | 'batch',
-  fn: unknown,
-  config: unknown,
-): { spec: Omit<TaskSpec<I, O>, 'policy'> & { policy: Omit<TaskPolicy, 'buffer'> }; stream: StreamConfig } {
+export function checkTaskConfig<I, O>(kind: 'task' | 'batch', fn: unknown, config: unknown): CheckedTask<I, O> {
+  return readingOptions('config', () => checkTaskRead<I, O>(kind, fn, config));
+}
+
+function checkTaskRead<I, O>(kind: 'task' | 'batch', fn: unknown, config: unknown): CheckedTask<I, O> {
   if (typeof fn !== 'function') {
     throw invalidType(`The "fn" argument of ${kind}() must be a function. Received ${describe(fn)}`);
   }

@@ -8,7 +8,7 @@ import { availableParallelism } from 'node:os';
 import { basename, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ResourceLimits } from 'node:worker_threads';
-import { assertOptionsObject, checkKeys } from '../config';
+import { assertOptionsObject, checkKeys, readingOptions } from '../config';
 import {
   StreamClosedError,
   WorkerCrashedError,
@@ -143,10 +143,6 @@ function checkResourceLimits(limits: unknown): ResourceLimits {
  */
 export function workerFn<I, O>(module: string | URL, config?: WorkerFnConfig): WorkerStreamFn<I, O> {
   const path = modulePath(module);
-  if (config !== undefined) {
-    assertOptionsObject(config, 'config', '{ threads: 2 }');
-    checkKeys(config, WORKER_KEYS);
-  }
   const {
     threads = availableParallelism(),
     export: exportName = 'default',
@@ -155,7 +151,13 @@ export function workerFn<I, O>(module: string | URL, config?: WorkerFnConfig): W
     loadTimeout = LOAD_MS,
     threadIdleTimeout = THREAD_IDLE_MS,
     ...streamConfig
-  } = config ?? {};
+  } = readingOptions('config', () => {
+    if (config === undefined) return {};
+    assertOptionsObject(config, 'config', '{ threads: 2 }');
+    checkKeys(config, WORKER_KEYS);
+    // (Each option read once, here.)
+    return { ...config };
+  });
   integerOption(undefined, 'threads', threads, 1, MAX_THREADS);
   if (typeof exportName !== 'string' || exportName === '') {
     throw invalidType(`The "export" option must be a non-empty string. Received ${describe(exportName)}`);
