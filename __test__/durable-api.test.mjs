@@ -168,3 +168,14 @@ test('functionName: the name, typed; refuses what is no stream function or no na
     message: /^functionName\(\): the "name" option/,
   });
 });
+
+test("sendMany's events on Postgres: an array (or iterable) of [key, event] pairs, else ERR_INVALID_ARG_TYPE saying what is wrong", async () => {
+  const pool = new pg.Pool({ host: '127.0.0.1', port: 1 });
+  try {
+    const producer = durable.sessionProducer({ client: pool, name: 'f' });
+    await assert.rejects(producer.sendMany('nope'), { code: 'ERR_INVALID_ARG_TYPE', message: /^sendMany\(\): events must be an array \(or iterable\)/ });
+    await assert.rejects(producer.sendMany([['k']]), { code: 'ERR_INVALID_ARG_TYPE', message: /item 0 must be a \[key, event\] pair, not an array of 1 item\(s\)$/ });
+  } finally {
+    await pool.end();
+  }
+});

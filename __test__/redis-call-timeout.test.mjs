@@ -341,3 +341,15 @@ test('a call Redis refused before running it (LOADING, READONLY, an offline clie
   assert.deepEqual([...error.ids], [null, 'velo:{m:p1}-0', null, null, undefined]);
   assert.match(error.message, /^sendMany\(\): 1 of 5 events written, 3 not, 1 unknown: LOADING /);
 });
+
+test("sendMany's events: an array (or iterable) of [key, event] pairs, else ERR_INVALID_ARG_TYPE saying what is wrong; nothing sent", async () => {
+  let calls = 0;
+  const producer = redisProducer({ client: scriptedClient(() => (calls++, undefined)), name: 'm', partitions: 2 });
+  const refused = async (events, message) =>
+    assert.rejects(producer.sendMany(events), (e) => e.code === 'ERR_INVALID_ARG_TYPE' && message.test(e.message), String(events));
+  await refused('nope', /^sendMany\(\): events must be an array \(or iterable\) of \[key, event\] pairs, not type string/);
+  await refused(null, /events must be an array \(or iterable\)/);
+  await refused([['k']], /^sendMany\(\): item 0 must be a \[key, event\] pair, not an array of 1 item\(s\)$/);
+  await refused([['k', 1], 'k2'], /^sendMany\(\): item 1 must be a \[key, event\] pair, not type string/);
+  assert.equal(calls, 0);
+});

@@ -1,8 +1,9 @@
 // `postgresProducer`: events appended to their key's partition in Postgres, as `redisProducer` does on Redis. A call's
 // events go in one statement (so one transaction) per 1,000, whatever their partitions, each partition's in order
 // (so per key too); ids are given in commit order under the partitions' head rows (log/input.ts).
+import { eachPair } from '../../durable/common/send-pairs';
 import type { Producer as AnyProducer } from '../../durable/common/clients';
-import { SendError, describe, invalidType } from '../../errors';
+import { SendError } from '../../errors';
 import { integerArgument } from '../../validate';
 import { encodeChecked } from '../../durable/common/codec';
 import { activeTraceFields } from '../../durable/common/trace-context';
@@ -75,21 +76,15 @@ class Producer<I> implements PostgresProducer<I> {
 
   /** Appends `events` for `call` (named in an event's refusal, as on Redis). */
   async #send(events: Iterable<readonly [string, I]>, call: string): Promise<string[]> {
-    if (events === null || typeof (events as { [Symbol.iterator]?: unknown })?.[Symbol.iterator] !== 'function') {
-      throw invalidType(`sendMany(): events must be an iterable of [key, event] pairs, not ${describe(events)}`);
-    }
     const trace = activeTraceFields();
     const partitions: number[] = [];
     const items: [string, Buffer | string][] = [];
-    for (const pair of events) {
-      if (!Array.isArray(pair) || pair.length !== 2)
-        throw invalidType(`sendMany(): item ${items.length} must be a [key, event] pair, not ${describe(pair)}`);
-      const [key, event] = pair as [string, I];
+    eachPair<I>(events, (key, event) => {
       const partition = this.partitionOf(key);
       const what = `event of ${call} for key ${JSON.stringify(key)}`;
       partitions.push(partition);
       items.push([key, encodeChecked(this.#o.codec, event, this.#o.maxEventBytes, what)]);
-    }
+    });
     const n = items.length;
     const ids = new Array<string | null | undefined>(n);
     const failures: unknown[] = [];

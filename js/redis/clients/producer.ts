@@ -1,12 +1,13 @@
 // Producers: any process appends events to the partition of their key.
 import type { Producer as AnyProducer } from '../../durable/common/clients';
 import { encodeChecked } from '../../durable/common/codec';
+import { eachPair } from '../../durable/common/send-pairs';
 import { ranNothing } from '../../durable/common/reportable';
 import type { RedisName } from '../log/name';
 import { type RedisOptions, type Resolved, callTimeoutOption, checkKey, fnv1a, resolveOptions } from '../log/options';
 import { settleWithin } from '../log/connection';
 import { appendEvents, partitionLag } from '../log/redis-log';
-import { LagLimitError, SendError, describe, invalidType, redisTimeoutError } from '../../errors';
+import { LagLimitError, SendError, redisTimeoutError } from '../../errors';
 import { integerArgument, integerOption } from '../../validate';
 import { activeTraceFields } from '../../durable/common/trace-context';
 
@@ -243,22 +244,16 @@ class Producer<I> implements RedisProducer<I> {
   }
 
   async sendMany(events: Iterable<readonly [string, I]>): Promise<string[]> {
-    if (events === null || typeof (events as { [Symbol.iterator]?: unknown })?.[Symbol.iterator] !== 'function') {
-      throw invalidType(`sendMany(): events must be an iterable of [key, event] pairs, not ${describe(events)}`);
-    }
     const trace = activeTraceFields();
     const byPartition = new Map<number, Group>();
     let n = 0;
-    for (const pair of events) {
-      if (!Array.isArray(pair) || pair.length !== 2)
-        throw invalidType(`sendMany(): item ${n} must be a [key, event] pair, not ${describe(pair)}`);
-      const [key, event] = pair as [string, I];
+    eachPair<I>(events, (key, event) => {
       const partition = this.partitionOf(key);
       let group = byPartition.get(partition);
       if (group === undefined) byPartition.set(partition, (group = { partition, index: [], items: [] }));
       group.index.push(n++);
       group.items.push([key, this.#encode('sendMany()', key, event)]);
-    }
+    });
     await this.#admit(new Map([...byPartition].map(([partition, group]) => [partition, group.items.length])));
     return this.#append(byPartition.values(), n, 'sendMany()', trace);
   }
