@@ -121,7 +121,9 @@ test('Symbol.asyncDispose closes too', { skip: !linux && 'counts threads in /pro
   const fn = workerFn(HANDLERS, { export: 'echo', threads: 1 });
   assert.deepEqual(await fn.run([3]), [3]);
   await fn[Symbol.asyncDispose]();
-  assert.equal(threads(), base);
+  // (Back to the count before, or below it: a thread counted then may have been one still exiting, as a fresh-clone
+  // CI run saw, 12 threads against 13. One of this function's that stays still fails it.)
+  await until(() => threads() <= base, 20_000, 'every thread of the function exited');
 });
 
 test('a thread that hosts no stream stops after threadIdleTimeout; the next stream starts a new one', { skip: !linux && 'counts threads in /proc' }, async () => {
