@@ -289,7 +289,7 @@ test('maxLag: a group whose count of entries read Redis got wrong (as after an A
     assert.equal(righted['last-delivered-id'], group['last-delivered-id']);
     await producer.send('k', { n: 4 });
     await eventually(async () => (await readAllOutputs(client, name, 1)).length === 5, '5 outputs');
-    // Behind for real, with the wrong count: the entries not delivered are counted.
+    // Behind for real, the count set right: the entries not delivered.
     await worker.close();
     for (let n = 5; n < 8; n++) await producer.send('k', { n });
     assert.equal(await producer.lag(0), 3);

@@ -3,11 +3,11 @@
 -- count can go wrong for good (with the trims below delivered entries, an
 -- AOF rewrite and a restart have left it hundreds off). So: with nothing
 -- undelivered the lag is 0, and a wrong count is set right there (Redis'
--- own XINFO lag with it); past the stream's length it is known wrong, and,
--- as when Redis cannot compute it (an XDEL inside the undelivered range),
--- the undelivered entries are counted, up to 100 000. (A count wrong by
--- less, while the group is never caught up, says at most the stream's
--- length: undelivered entries and the delivered ones not trimmed yet.)
+-- own XINFO lag with it); else it is at most the stream's length (the
+-- undelivered entries and the delivered ones not trimmed yet): a bound, not
+-- a count, as counting runs at every renewal of every partition. When Redis
+-- cannot compute it (an XDEL inside the undelivered range), the undelivered
+-- entries are counted, up to 100 000.
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 
 -- Whether entry id `a` comes after `b`.
@@ -36,7 +36,7 @@ for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
       end
       return 0
     end
-    if type(lag) == 'number' and lag <= redis.call('XLEN', KEYS[1]) then return lag end
+    if type(lag) == 'number' then return math.min(lag, redis.call('XLEN', KEYS[1])) end
     return #redis.call('XRANGE', KEYS[1], '(' .. delivered, '+', 'COUNT', 100000)
   end
 end
