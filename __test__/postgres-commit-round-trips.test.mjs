@@ -251,12 +251,14 @@ test('a transaction whose first statement is not a named one sends its BEGIN on 
       throw error;
     });
   });
+  // (Checked at once: it may fail before the terminating query below answers.)
+  const endedChecked = assert.rejects(ended, { code: '57P01' });
   for (let i = 0; i < 100 && p.statements.length === 0; i++) await sleep(2);
   const [, text, pid] = p.statements[0];
   assert.match(text, /^BEGIN;/);
   await killer.query('SELECT pg_terminate_backend($1)', [pid]);
   // (The transaction fails with the connection's own error, which has the server's code: 57P01, terminated.)
-  await assert.rejects(ended, { code: '57P01' });
+  await endedChecked;
   assert.ok(failed instanceof Error, 'the body saw its statement fail');
   assert.deepEqual(
     p.statements.map(([, sent]) => sent.split(/[\s;]/)[0]),
@@ -352,10 +354,11 @@ test("a commit whose connection the server ends during a statement of its effect
       if (calls++ > 0) return;
       // The first time: its server process is terminated while a statement of the effects runs.
       const { rows } = await client.query('SELECT pg_backend_pid() AS pid');
-      const sleeping = client.query('SELECT pg_sleep(5)');
+      // (Caught at once: it may fail before the terminating query answers.)
+      const sleeping = client.query('SELECT pg_sleep(5)').catch((error) => later.push(error));
       await sleep(100);
       await killer.query('SELECT pg_terminate_backend($1)', [rows[0].pid]);
-      await sleeping.catch((error) => later.push(error));
+      await sleeping;
       // The effects go on (they caught it): each call fails with the server's code, not a connection error without one.
       await sleep(100);
       await client.query('SELECT 1').catch((error) => later.push(error));

@@ -1,8 +1,10 @@
 // A worker's lease counters at a takeover, on Postgres and on Redis, with the same script: worker A owns every
 // partition, B starts and takes its share (A hands those over: `released`), then A is paused (SIGSTOP) past its
-// lease, B takes the rest over, and A, resumed, finds them gone. `stats().lost` counts the partitions a worker lost
+// lease, B takes the rest over, and A, resumed, finds them gone (`lost`). B then hands A its share again; A closes
+// (hands it back) and B, alone, takes it before it closes too. `stats().lost` counts the partitions a worker lost
 // to another (fenced, or its lease expired), `released` those it handed back, `acquired` the leases it took: the
-// same numbers on both backends (docs/redis/metrics.md).
+// same numbers on both backends (docs/redis/metrics.md). Each step waits for a counter or for a balance the workers
+// keep, never for a passing state (A owns nothing only until B hands its share back).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
@@ -40,12 +42,15 @@ async function scenario(backend, connection, name) {
     await until(() => statsOf(b)?.owned.length === PARTITIONS, 'B takes the rest over');
     process.kill(a.child.pid, 'SIGCONT');
     stopped = false;
-    const before = a.stdout.length;
-    await until(() => a.stdout.length > before && statsOf(a)?.owned.length === 0, 'A finds its partitions gone');
-    process.kill(a.child.pid, 'SIGTERM');
-    process.kill(b.child.pid, 'SIGTERM');
+    await until(() => statsOf(a)?.lost === PARTITIONS / 2, 'A finds its partitions gone');
+    const balanced = () => statsOf(a)?.owned.length === PARTITIONS / 2 && statsOf(b)?.owned.length === PARTITIONS / 2;
+    await until(balanced, 'B hands A its share again');
     const closed = ({ stdout }) => JSON.parse(stdout.split('\n').find((l) => l.startsWith('closed ')).slice(7));
-    const [fa, fb] = await Promise.all([a.finished(), b.finished()]);
+    process.kill(a.child.pid, 'SIGTERM');
+    const fa = await a.finished();
+    await until(() => statsOf(b)?.owned.length === PARTITIONS, 'B takes what A handed back');
+    process.kill(b.child.pid, 'SIGTERM');
+    const fb = await b.finished();
     return { a: closed(fa), b: closed(fb) };
   } finally {
     if (stopped) process.kill(children[0].child.pid, 'SIGCONT');
@@ -61,11 +66,12 @@ test('a takeover of a paused owner: acquired, lost and released count the same o
   try {
     const pg = await scenario('postgres', JSON.stringify({ ...postgres.config, max: 4 }), 'taken');
     const rd = await scenario('redis', redis.url, 'taken');
-    // A: took every partition, handed half to B, lost the other half to B's takeover; B took them all and gave
-    // them back at its close.
+    // A: took every partition, handed half to B, lost the other half to B's takeover, took its share back and
+    // handed it back at its close. B: took its share, the rest from A, A's share at A's close; handed A's share
+    // back once, and everything at its close.
     const expected = {
-      a: { acquired: PARTITIONS, lost: PARTITIONS / 2, released: PARTITIONS / 2 },
-      b: { acquired: PARTITIONS, lost: 0, released: PARTITIONS },
+      a: { acquired: PARTITIONS + PARTITIONS / 2, lost: PARTITIONS / 2, released: PARTITIONS },
+      b: { acquired: PARTITIONS + PARTITIONS / 2, lost: 0, released: PARTITIONS + PARTITIONS / 2 },
     };
     assert.deepEqual({ a: counters(rd.a), b: counters(rd.b) }, expected, 'Redis');
     assert.deepEqual({ a: counters(pg.a), b: counters(pg.b) }, expected, 'Postgres');
