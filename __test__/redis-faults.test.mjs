@@ -61,7 +61,8 @@ test('SIGSTOP of the owner past its lease, then SIGCONT: another worker takes ov
   await eventually(() => ownsAll(b), 'B owns every partition after A lease ran out', 30_000);
   await send(40);
   a.child.kill('SIGCONT');
-  await eventually(() => lastStats(a)?.owned.length === 0 && lastStats(a)?.lost === PARTITIONS, 'A noticed it lost every partition');
+  // (Its lost counter, not its owned list: B hands A its share back soon after, so A owns nothing only for a while.)
+  await eventually(() => lastStats(a)?.lost === PARTITIONS, 'A noticed it lost every partition');
   await send(40);
   await settled(name, sent);
   const statsA = await stop(a);
