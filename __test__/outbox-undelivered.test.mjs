@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { streamFn } from 'velo-stream';
-import { LocalDelivery, MemoryLog, MemoryStore, PartitionRun, jsonCodec, newCounters, realClock, StartGate } from '#testing';
+import { LocalDelivery, MemoryLog, MemoryStore, PartitionRun, jsonCodec, newCounters, realClock, RETRY_MS, StartGate } from '#testing';
 
 /** Each key's running total, one output per event; sessions stay open for the whole test. */
 const totals = streamFn(
@@ -59,6 +59,9 @@ class MemoryHost {
   }
   report(error) {
     this.errors.push(error);
+  }
+  retryWait() {
+    return new Promise((resolve) => setTimeout(resolve, RETRY_MS));
   }
   lose(run) {
     this.errors.push(new Error(`partition ${run.partition} lost`));

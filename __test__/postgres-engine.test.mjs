@@ -5,7 +5,7 @@
 // replays the pending entries and finishes every session with the outputs a calm run makes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { PartitionRun, PgLog, appendEventsPg, jsonCodec, newCounters, preparePg, realClock, StartGate } from '#testing';
+import { PartitionRun, PgLog, appendEventsPg, jsonCodec, newCounters, preparePg, realClock, RETRY_MS, StartGate } from '#testing';
 import { totals } from './helpers/redis-fixtures.mjs';
 import { fresh } from './helpers/redis-suite.mjs';
 import { pool, usePostgres } from './helpers/postgres-suite.mjs';
@@ -61,6 +61,9 @@ class PgHost {
   }
   report(error) {
     if (!this.#stopped) this.errors.push(error);
+  }
+  retryWait() {
+    return new Promise((resolve) => setTimeout(resolve, RETRY_MS));
   }
   lose(run) {
     if (this.runs.get(run.partition) !== run) return;

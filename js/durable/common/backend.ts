@@ -24,6 +24,8 @@ export interface WorkerBackend {
    * not reported (an error already reported while the client stays closed).
    */
   reportable(error: unknown): unknown;
+  /** Whether `error` says the server could not be reached (a refused or lost connection), not that a call failed. */
+  unreachable(error: unknown): boolean;
   /** Called after each balance: a backend that holds back repeated reports may reset them here. */
   check(): void;
 }

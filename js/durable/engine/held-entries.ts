@@ -2,9 +2,7 @@
 // waits for a session slot (or behind entries an ended session left); past a bound, left in Redis' pending list
 // and read again by id (`reread`). Keys go on in log order; the partition is never stopped being read for them.
 import type { EventBudget } from './budget';
-import { sleepOn } from '../common/clock';
 import { idBefore, logOrder } from '../common/log-ids';
-import { RETRY_MS } from './outbox';
 import type { PartitionHost, RunFlags } from './partition-host';
 import type { InputEntry, Lease } from '../common/transport';
 import { WaitingKeys } from './slot-watch';
@@ -84,7 +82,10 @@ const SPILLED_IDS = 64;
 
 /** What the held entries use of their partition's run. */
 export interface HeldHost {
-  readonly worker: Pick<PartitionHost<never, unknown>, 'readCount' | 'log' | 'clock' | 'report' | 'live' | 'fn' | 'slots'>;
+  readonly worker: Pick<
+    PartitionHost<never, unknown>,
+    'readCount' | 'log' | 'clock' | 'report' | 'retryWait' | 'live' | 'fn' | 'slots'
+  >;
   readonly lease: Lease;
   /** The live sessions, by key. */
   readonly sessions: ReadonlyMap<string, unknown>;
@@ -232,7 +233,7 @@ export class HeldEntries {
       } catch (error) {
         this.#host.budget.release(count);
         if (this.#host.failed(error)) return;
-        await sleepOn(this.#host.worker.clock, RETRY_MS);
+        await this.#host.worker.retryWait();
         continue;
       }
       this.#host.budget.release(count - read.entries.length);
@@ -317,7 +318,7 @@ export class HeldEntries {
     } catch (error) {
       this.#host.budget.release(batch.reduce((n, [, ids]) => n + ids.length, 0));
       if (this.#host.failed(error)) return;
-      await sleepOn(this.#host.worker.clock, RETRY_MS);
+      await this.#host.worker.retryWait();
       this.#rereadAgain = true;
       return;
     }

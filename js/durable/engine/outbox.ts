@@ -2,7 +2,6 @@
 // fenced batches (a session's acks never before its outputs), retried until they succeed or the lease is gone;
 // committed outputs go to local delivery; what `checkReplay` finds is reported.
 import { type Codec, decodeStored } from '../common/codec';
-import { sleepOn } from '../common/clock';
 import { type OutputContent, ReplayDivergedError, decodeError } from '../../errors';
 import type { LocalDelivery } from './local-delivery';
 import type { PartitionHost } from './partition-host';
@@ -24,8 +23,6 @@ import type {
 const OUTBOX_LIMIT = 1024;
 /** Outputs per fenced commit call. */
 const COMMIT_BATCH = 512;
-/** Wait before retrying after a non-fencing error, ms. */
-export const RETRY_MS = 100;
 
 /** What the outbox commits besides outputs: acks, with a session's end or checkpoint. */
 export interface AcksItem {
@@ -79,7 +76,7 @@ export interface RoomWaiter {
 /** What the outbox uses of its worker. */
 export type OutboxHost<O> = Pick<
   PartitionHost<never, O>,
-  'log' | 'clock' | 'delivery' | 'codec' | 'counters' | 'checkReplay' | 'report' | 'keyState' | 'startGate'
+  'log' | 'clock' | 'delivery' | 'codec' | 'counters' | 'checkReplay' | 'report' | 'retryWait' | 'keyState' | 'startGate'
 >;
 
 function decodedOutput<O>(codec: Codec<O>, o: OutputRecord): OutputContent<O> {
@@ -268,7 +265,7 @@ export class Outbox<O> {
           result = await w.log.commit(this.#lease, commit);
         } catch (error) {
           if (this.#failed(error)) break;
-          await sleepOn(this.#worker.clock, RETRY_MS);
+          await this.#worker.retryWait();
         }
       }
       if (result === null) {

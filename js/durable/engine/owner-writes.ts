@@ -2,9 +2,10 @@
 // sessions wait for: a timer's wake-up once its time comes, an age marker once a session should be that old, and
 // a tick at the earliest idle end (or timer) of the sessions waiting for input. Read back, each moves the log's
 // clock; what it ends or fires is decided by the session rule from the entry ids, so a replay decides the same.
-import { type ClockTimer, sleepOn } from '../common/clock';
+import type { ClockTimer } from '../common/clock';
 import { idTime } from '../common/log-ids';
-import { type Openings, RETRY_MS } from './outbox';
+import type { Openings } from './outbox';
+import { RETRY_MS } from './outage';
 import type { PartitionHost, RunFlags } from './partition-host';
 import type { Session, Timer } from './session';
 import type { Lease } from '../common/transport';
@@ -118,7 +119,7 @@ export class OwnerWrites {
       async (error: unknown) => {
         this.#ticking = false;
         if (this.#host.failed(error)) return;
-        await sleepOn(this.#host.worker.clock, RETRY_MS);
+        await this.#host.worker.retryWait();
         this.#tick(Math.max(deadline, this.#tickAgain));
       },
     );
@@ -174,7 +175,7 @@ export class OwnerWrites {
       },
       async (error: unknown) => {
         if (this.#host.failed(error)) return;
-        await sleepOn(this.#host.worker.clock, RETRY_MS);
+        await this.#host.worker.retryWait();
         this.#fire(s, timer);
       },
     );
@@ -242,7 +243,7 @@ export class OwnerWrites {
   #mark(s: Session<never, unknown>, reason?: 'age'): void {
     this.#host.worker.log.markClose(this.#host.lease, s.key, s.sid, reason).catch(async (error: unknown) => {
       if (this.#host.failed(error)) return;
-      await sleepOn(this.#host.worker.clock, RETRY_MS);
+      await this.#host.worker.retryWait();
       if (this.#host.flags.dropped) return;
       this.#mark(s, reason);
     });

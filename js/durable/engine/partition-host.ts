@@ -88,6 +88,8 @@ export interface PartitionHost<I, O> extends PartitionSettings<I, O> {
   /** Its first partitions served first (`start-gate.ts`): runs enter before their first statement. */
   readonly startGate: StartGate;
   report(error: unknown): void;
+  /** After a failed call, before its retry: RETRY_MS, longer while the backend cannot be reached (`Outage`). */
+  retryWait(): Promise<void>;
   /** The partition was lost (fenced, or its lease ran out). */
   lose(run: RunHandle): void;
   /** Resolves when the partition's log may have more after `tail`. */

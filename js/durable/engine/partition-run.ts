@@ -13,7 +13,7 @@ import { SessionForward } from './session-forward';
 import { wouldTake } from '../rules/session-rules';
 import { SessionOpener } from './session-opener';
 import { SessionInputs } from './session-inputs';
-import { Outbox, RETRY_MS } from './outbox';
+import { Outbox } from './outbox';
 import type { PartitionHost, RunFlags } from './partition-host';
 import { Delivery, HeldEntries } from './held-entries';
 import { EventBudget } from './budget';
@@ -220,7 +220,7 @@ export class PartitionRun<I, O> {
         this.#budget.release(count);
         if (this.#failed(error)) return;
         pendingFrom = last;
-        await sleepOn(this.worker.clock, RETRY_MS);
+        await this.worker.retryWait();
         continue;
       }
       this.#budget.release(count - read.entries.length);
@@ -292,7 +292,7 @@ export class PartitionRun<I, O> {
         break;
       } catch (error) {
         if (this.#failed(error)) return false;
-        await sleepOn(this.worker.clock, RETRY_MS);
+        await this.worker.retryWait();
       }
     }
     this.#restoreWaiting();
@@ -504,7 +504,7 @@ export class PartitionRun<I, O> {
         return await this.worker.log.keyState(this.partition, key);
       } catch (error) {
         if (this.#failed(error)) return undefined;
-        await sleepOn(this.worker.clock, RETRY_MS);
+        await this.worker.retryWait();
       }
     }
   }

@@ -26,7 +26,8 @@ export interface WorkerOptions<O = unknown, I = unknown> {
   /** This worker's id in leases (unique per process). Default `<hostname>-<pid>-<random>`. */
   workerId?: string;
   /**
-   * Called with errors the worker recovers from by retrying (a lost connection, a server restart). Default:
+   * Called with errors the worker recovers from by retrying (a lost connection, a server restart); while the server
+   * cannot be reached, with one of those failures a second (`stats().errors` counts them all). Default:
    * `process.emitWarning`. A throw of it, or a rejection of the promise it returns, is a process warning
    * (`ERR_VELO_ON_ERROR`): the worker goes on.
    */
@@ -287,7 +288,7 @@ export interface WorkerStats {
   trimmedOutputs: number;
   /** Outputs committed (before the dedupe in the fenced script). */
   outputs: number;
-  /** Errors passed to onError. */
+  /** Errors the worker met: those passed to onError, and an outage's failures it did not pass (one a second is). */
   errors: number;
   /** Outputs passed to `onOutput` (those whose call threw included). */
   delivered: number;

@@ -47,7 +47,7 @@ import { StartGate } from './start-gate';
 import { LIMIT_KEYS, checkDebounceTarget, checkLimits } from './worker-limits';
 import { type PartitionHost, type WorkerCounters, newCounters } from './partition-host';
 import { type Openable, kOpen } from '../../core/protocol';
-import { RETRY_MS } from './outbox';
+import { Outage } from './outage';
 import { type Clock, realClock, sleepOn } from '../common/clock';
 import type { Worker, WorkerOptions, WorkerStats } from './worker-types';
 import { WorkerPermits, checkWorkerLimiter } from './session-permits';
@@ -133,6 +133,8 @@ class RunningWorker<I, O> implements Worker, PartitionHost<I, O> {
   live = 0;
   readonly clock: Clock = realClock;
   readonly startGate = new StartGate(this.clock);
+  /** The backend unreachable: its failures' retries and reports spaced out. */
+  readonly #outage = new Outage(this.clock);
   /** Redis' clock less this machine's (`Date.now()`), ms, as the last tick's id showed: when ticks are due. */
   clockOffset = 0;
   readonly #runs = new Map<number, PartitionRun<I, O>>();
@@ -375,7 +377,14 @@ class RunningWorker<I, O> implements Worker, PartitionHost<I, O> {
     if (this.#closing !== null && (error as { code?: unknown } | null)?.code === 'ERR_VELO_CLOSED') return;
     this.counters.errors++;
     const reported = this.#backend.reportable(error);
-    if (reported !== null) this.#onError(reported);
+    if (reported === null) return;
+    // (An outage's failures: one a second reported, every one counted.)
+    if (this.#backend.unreachable(error) && !this.#outage.failed()) return;
+    this.#onError(reported);
+  }
+
+  retryWait(): Promise<void> {
+    return sleepOn(this.clock, this.#outage.retryMs());
   }
 
   #tick(): void {
@@ -610,7 +619,7 @@ class RunningWorker<I, O> implements Worker, PartitionHost<I, O> {
       } catch (error) {
         if (this.#closing !== null) break;
         this.report(error);
-        await sleepOn(this.clock, RETRY_MS);
+        await this.retryWait();
         ready = [...positions.keys()];
       } finally {
         this.#blockingOn = null;

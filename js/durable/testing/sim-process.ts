@@ -5,7 +5,7 @@
 import type { Debounce } from '../../core/debounce';
 import type { Openable } from '../../core/protocol';
 import type { StreamFn } from '../../types';
-import { FencedError } from '../../errors';
+import { FencedError, RedisConnectionError } from '../../errors';
 import type { Clock, ClockTimer } from '../common/clock';
 import type { Codec } from '../common/codec';
 import { reportable } from '../common/reportable';
@@ -16,6 +16,8 @@ import type { MemoryStore } from '../memory/memory-store';
 import { type PartitionHost, type WorkerCounters, newCounters } from '../engine/partition-host';
 import { PartitionRun } from '../engine/partition-run';
 import { StartGate } from '../engine/start-gate';
+import { Outage } from '../engine/outage';
+import { sleepOn } from '../common/clock';
 import { WorkerPermits } from '../engine/session-permits';
 import { planBalance } from '../rules/versions';
 import { RoundTrips } from '../engine/metrics';
@@ -273,6 +275,8 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
   readonly #idle = new Map<number, () => void>();
   readonly #share: number;
   #sessionsEnded = false;
+  /** Its log unreachable: its failures' retries and reports spaced out, as the worker's (the middle of its spread). */
+  readonly #outage: Outage;
 
   constructor(
     readonly id: string,
@@ -296,6 +300,7 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
     const store = connectionOf(sim.store, this.id);
     this.log = new MemoryLog(store, { clock: this.clock, waitClock: this.clock.keepingAlive(), faults });
     this.startGate = new StartGate(this.clock);
+    this.#outage = new Outage(this.clock, () => 0.5);
     this.ttl = l.leaseTtl ?? 3000;
     this.readCount = l.readCount ?? 256;
     this.codec = sim.codec;
@@ -345,7 +350,15 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
 
   report(error: unknown): void {
     this.counters.errors++;
-    if (!this.dead) this.sim.reported(reportable(error));
+    if (this.dead) return;
+    const reported = reportable(error);
+    // (As the worker: an outage's failures, one a second reported.)
+    if (reported instanceof RedisConnectionError && !this.#outage.failed()) return;
+    this.sim.reported(reported);
+  }
+
+  retryWait(): Promise<void> {
+    return sleepOn(this.clock, this.#outage.retryMs());
   }
 
   lose(run: PartitionRun<I, O>): void {

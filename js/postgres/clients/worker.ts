@@ -11,6 +11,7 @@ import { type WorkerOptions, WORKER_KEYS, checkWorkerFn, startWorker } from '../
 import type { Migrate, Worker, SyncMigrate } from '../../durable/engine/worker-types';
 import type { CommitEffects, WrittenOutput } from '../log/commit';
 import { PgLog } from '../log/pg-log';
+import { isConnectionError } from './retry';
 import { checkPoolSize, idOf, str } from '../log/sql';
 import { type PoolKey, type PostgresClient, type PostgresOptions, resolvePgOptions } from './options';
 
@@ -165,6 +166,7 @@ export function startPgWorker<I, O>(
         o.prepare,
       ),
     reportable: (error) => error,
+    unreachable: isConnectionError,
     check: () => {},
   };
   return startWorker(fn, backend, options, what);

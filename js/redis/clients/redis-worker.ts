@@ -2,7 +2,8 @@
 import type { StreamFn } from '../../types';
 import type { WorkerBackend } from '../../durable/common/backend';
 import { readsText } from '../../durable/common/codec';
-import { ClosedClientReports } from '../../durable/common/reportable';
+import { ClosedClientReports, reportable } from '../../durable/common/reportable';
+import { RedisConnectionError } from '../../errors';
 import { type RedisOptions, resolveOptions } from '../log/options';
 import { RedisLog } from '../log/redis-log';
 import { WORKER_KEYS, checkWorkerFn, startWorker } from '../../durable/engine/worker';
@@ -52,6 +53,7 @@ export function startRedisWorker<I, O>(
     maxEventBytes: o.maxEventBytes,
     openLog: (report) => new RedisLog(o.client, o.keys, o.partitions, report, readsText(o.codec)),
     reportable: (error) => reports.filter(error),
+    unreachable: (error) => reportable(error) instanceof RedisConnectionError,
     check: () => reports.check(),
   };
   return startWorker(fn, backend, options, what);
