@@ -158,9 +158,10 @@ class Producer<I> implements RedisProducer<I> {
 
   /**
    * With `maxLag`: refuses the call if one of its partitions is at the bound, else counts its events as sent.
-   * Waits only for a partition's first measure; later ones run in the background once due.
+   * Waits only for a partition's first measure; later ones run in the background once due. A first measure that
+   * fails fails the call (`n` events, `what`) as a SendError: nothing of it written.
    */
-  async #admit(counts: ReadonlyMap<number, number>): Promise<void> {
+  async #admit(counts: ReadonlyMap<number, number>, n: number, what: string): Promise<void> {
     if (this.#maxLag === Infinity) return;
     const first: Promise<void>[] = [];
     for (const partition of counts.keys()) {
@@ -171,7 +172,12 @@ class Producer<I> implements RedisProducer<I> {
         this.#measure(partition).catch(() => {});
       }
     }
-    if (first.length > 0) await Promise.all(first);
+    if (first.length > 0)
+      await Promise.all(first).catch((error: unknown) => {
+        const cause = error as Error;
+        const why = cause?.message || cause?.name || String(cause);
+        throw new SendError(new Array<null>(n).fill(null), `${what}: 0 of ${n} events written, ${n} not: ${why}`, error);
+      });
     for (const partition of counts.keys()) {
       const state = this.#lagState(partition);
       const lag = state.lag + state.sent - state.sentBefore;
@@ -197,7 +203,7 @@ class Producer<I> implements RedisProducer<I> {
     const data = this.#encode('send()', key, event);
     // The span context active at the call (read before any await), when the application traces.
     const trace = activeTraceFields();
-    await this.#admit(new Map([[partition, 1]]));
+    await this.#admit(new Map([[partition, 1]]), 1, 'send()');
     return (await this.#append([{ partition, index: [0], items: [[key, data]] }], 1, 'send()', trace))[0];
   }
 
@@ -206,7 +212,8 @@ class Producer<I> implements RedisProducer<I> {
    * call fails, rejects with `SendError` once every call has settled, saying which events were written.
    */
   async #append(groups: Iterable<Group>, n: number, what: string, trace: [string, string] | undefined): Promise<string[]> {
-    const ids = new Array<string | null | undefined>(n);
+    // (Every place an element, `undefined` until known: a hole would be skipped by forEach, map and filter.)
+    const ids = new Array<string | null | undefined>(n).fill(undefined);
     const failures: unknown[] = [];
     const chunks: { index: number[]; n: number }[] = [];
     const calls: Promise<{ ids: string[]; refused?: string }>[] = [];
@@ -254,7 +261,7 @@ class Producer<I> implements RedisProducer<I> {
       group.index.push(n++);
       group.items.push([key, this.#encode('sendMany()', key, event)]);
     });
-    await this.#admit(new Map([...byPartition].map(([partition, group]) => [partition, group.items.length])));
+    await this.#admit(new Map([...byPartition].map(([partition, group]) => [partition, group.items.length])), n, 'sendMany()');
     return this.#append(byPartition.values(), n, 'sendMany()', trace);
   }
 }
