@@ -67,6 +67,39 @@ test('a client of neither kind: ERR_INVALID_ARG_TYPE from every entry point, nam
   }
 });
 
+test('an option whose getter throws, and options a Proxy cannot list: ERR_INVALID_ARG_TYPE from every entry point, naming the option, the error as cause', async () => {
+  const boom = new Error('getter says no');
+  const clients = { redis: createClient(), postgres: new pg.Pool() };
+  for (const [backend, client] of Object.entries(clients)) {
+    for (const name of Object.keys(ENTRIES)) {
+      const call = (options) =>
+        name === 'sessionWorker'
+          ? durable.sessionWorker(fn, options)
+          : name === 'keySse' || name === 'keyNdjson'
+            ? durable[name](...exchange(), options)
+            : durable[name](options);
+      for (const bad of ['name', 'client', 'onError']) {
+        const options = { client, name: 'f', key: 'k', concurrency: 1 };
+        Object.defineProperty(options, bad, { enumerable: true, get: () => { throw boom; } });
+        const error = await errorOf(() => call(options));
+        assert.equal(error.code, 'ERR_INVALID_ARG_TYPE', `${name} on ${backend}: ${error.message}`);
+        assert.equal(error.message, `${name}(): options.${bad} cannot be read (an instance of Error)`);
+        assert.equal(error.cause, boom);
+      }
+      // (An inherited option is read too.)
+      const inherited = Object.create({ get name() { throw boom; } });
+      inherited.client = client;
+      assert.equal((await errorOf(() => call(inherited))).cause, boom, `${name}: inherited`);
+      const listing = new Proxy({ client, name: 'f' }, { ownKeys: () => { throw boom; } });
+      const error = await errorOf(() => call(listing));
+      assert.equal(error.code, 'ERR_INVALID_ARG_TYPE');
+      assert.equal(error.message, `${name}(): options cannot be read (an instance of Error)`);
+      assert.equal(error.cause, boom);
+    }
+  }
+  await clients.postgres.end();
+});
+
 test('a node-redis client that is not connected (or was closed): ERR_INVALID_ARG_VALUE naming the entry point', async () => {
   const client = createClient({ url: 'redis://127.0.0.1:1' });
   for (const [name, call] of Object.entries(ENTRIES)) {

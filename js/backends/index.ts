@@ -20,7 +20,7 @@ import type {
   Versions,
   WhenBackendFails,
 } from '../durable/common/clients';
-import { type Backend, backendOf } from './pick';
+import { type Backend, backendOf, readOptions } from './pick';
 // Redis
 import type { RedisClientOption } from '../redis/log/options';
 import { typedName } from '../redis/log/name';
@@ -151,17 +151,19 @@ export function sessionWorker<I = unknown, O = unknown, M extends Migrate = Migr
   options: WorkerOptions<O, I> & { migrate?: M & SyncMigrate<M> },
 ): Worker {
   const what = 'sessionWorker()';
-  return backendOf(what, options) === 'redis'
-    ? startRedisWorker(fn, options as RedisWorkerOptions<O, I>, what, 'sessionOutputs')
-    : startPgWorker(fn, options as unknown as PostgresWorkerOptions<O, I>, what, 'sessionOutputs', 'client');
+  const o = readOptions(what, options) as unknown as typeof options;
+  return backendOf(what, o) === 'redis'
+    ? startRedisWorker(fn, o as RedisWorkerOptions<O, I>, what, 'sessionOutputs')
+    : startPgWorker(fn, o as unknown as PostgresWorkerOptions<O, I>, what, 'sessionOutputs', 'client');
 }
 
 /** A producer for the distributed stream function `options.name`: `send(key, event)` appends to the key's partition. */
 export function sessionProducer<I = unknown>(options: ProducerOptions<I>): Producer<I> {
   const what = 'sessionProducer()';
-  return backendOf(what, options) === 'redis'
-    ? startProducer(options as RedisProducerOptions<I>, what)
-    : startPgProducer(options as unknown as PostgresProducerOptions<I>, what, 'client');
+  const o = readOptions(what, options) as unknown as typeof options;
+  return backendOf(what, o) === 'redis'
+    ? startProducer(o as RedisProducerOptions<I>, what)
+    : startPgProducer(o as unknown as PostgresProducerOptions<I>, what, 'client');
 }
 
 /**
@@ -174,9 +176,10 @@ export function sessionProducer<I = unknown>(options: ProducerOptions<I>): Produ
  */
 export function sessionOutputs<O = unknown>(options: OutputsOptions<O>): Outputs<O> {
   const what = 'sessionOutputs()';
-  return backendOf(what, options) === 'redis'
-    ? readOutputs(options as RedisOutputsOptions<O>, what)
-    : readPgOutputs(options as unknown as PostgresOutputsOptions<O>, what, 'client');
+  const o = readOptions(what, options) as unknown as typeof options;
+  return backendOf(what, o) === 'redis'
+    ? readOutputs(o as RedisOutputsOptions<O>, what)
+    : readPgOutputs(o as unknown as PostgresOutputsOptions<O>, what, 'client');
 }
 
 /**
@@ -186,9 +189,10 @@ export function sessionOutputs<O = unknown>(options: OutputsOptions<O>): Outputs
  */
 export function keyOutputs<O = unknown>(options: KeyOutputsOptions<O>): KeyOutputs<O> {
   const what = 'keyOutputs()';
-  return backendOf(what, options) === 'redis'
-    ? readKeyOutputs(options as RedisKeyOutputsOptions<O>, what)
-    : readPgKeyOutputs(options as unknown as PostgresKeyOutputsOptions<O>, what, 'client');
+  const o = readOptions(what, options) as unknown as typeof options;
+  return backendOf(what, o) === 'redis'
+    ? readKeyOutputs(o as RedisKeyOutputsOptions<O>, what)
+    : readPgKeyOutputs(o as unknown as PostgresKeyOutputsOptions<O>, what, 'client');
 }
 
 /**
@@ -197,9 +201,10 @@ export function keyOutputs<O = unknown>(options: KeyOutputsOptions<O>): KeyOutpu
  */
 export function keyCursor(options: CursorOptions): Promise<string> {
   const what = 'keyCursor()';
-  return backendOf(what, options) === 'redis'
-    ? cursorOf(options as RedisCursorOptions, what)
-    : pgCursorOf(options as unknown as PostgresCursorOptions, what, 'client');
+  const o = readOptions(what, options) as unknown as typeof options;
+  return backendOf(what, o) === 'redis'
+    ? cursorOf(o as RedisCursorOptions, what)
+    : pgCursorOf(o as unknown as PostgresCursorOptions, what, 'client');
 }
 
 /**
@@ -210,9 +215,10 @@ export function keyCursor(options: CursorOptions): Promise<string> {
  */
 export function keySse<O = unknown>(req: IncomingMessage, res: ServerResponse, options: SseOptions<O>): Promise<void> {
   const what = 'keySse()';
-  return backendOf(what, options) === 'redis'
-    ? serveSse(req, res, options as RedisSseOptions<O>, what)
-    : servePgSse(req, res, options as unknown as PostgresSseOptions<O>, what, 'client');
+  const o = readOptions(what, options) as unknown as typeof options;
+  return backendOf(what, o) === 'redis'
+    ? serveSse(req, res, o as RedisSseOptions<O>, what)
+    : servePgSse(req, res, o as unknown as PostgresSseOptions<O>, what, 'client');
 }
 
 /**
@@ -221,17 +227,19 @@ export function keySse<O = unknown>(req: IncomingMessage, res: ServerResponse, o
  */
 export function keyNdjson<O = unknown>(req: IncomingMessage, res: ServerResponse, options: NdjsonOptions<O>): Promise<void> {
   const what = 'keyNdjson()';
-  return backendOf(what, options) === 'redis'
-    ? serveNdjson(req, res, options as RedisNdjsonOptions<O>, what)
-    : servePgNdjson(req, res, options as unknown as PostgresNdjsonOptions<O>, what, 'client');
+  const o = readOptions(what, options) as unknown as typeof options;
+  return backendOf(what, o) === 'redis'
+    ? serveNdjson(req, res, o as RedisNdjsonOptions<O>, what)
+    : servePgNdjson(req, res, o as unknown as PostgresNdjsonOptions<O>, what, 'client');
 }
 
 /** The versions of the function `options.name` from outside its workers: live sessions per version, and `drained()`. */
 export function sessionVersions(options: VersionsOptions): Versions {
   const what = 'sessionVersions()';
-  return backendOf(what, options) === 'redis'
-    ? versionsOf(options as RedisVersionsOptions, what)
-    : pgVersionsOf(options as unknown as PostgresVersionsOptions, what, 'client');
+  const o = readOptions(what, options) as unknown as typeof options;
+  return backendOf(what, o) === 'redis'
+    ? versionsOf(o as RedisVersionsOptions, what)
+    : pgVersionsOf(o as unknown as PostgresVersionsOptions, what, 'client');
 }
 
 /**
@@ -243,9 +251,10 @@ export function sessionVersions(options: VersionsOptions): Versions {
  */
 export function fleetLimiter<T = unknown>(options: FleetLimiterOptions<T>): FleetLimiter<T> {
   const what = 'fleetLimiter()';
-  return backendOf(what, options) === 'redis'
-    ? startRedisLimiter(options as unknown as RedisLimiterOptions<T>, { what, policy: 'whenBackendFails' })
-    : startPgLimiter(options as unknown as PostgresLimiterOptions<T>, { what, poolKey: 'client', policy: 'whenBackendFails' });
+  const o = readOptions(what, options) as unknown as typeof options;
+  return backendOf(what, o) === 'redis'
+    ? startRedisLimiter(o as unknown as RedisLimiterOptions<T>, { what, policy: 'whenBackendFails' })
+    : startPgLimiter(o as unknown as PostgresLimiterOptions<T>, { what, poolKey: 'client', policy: 'whenBackendFails' });
 }
 
 /**
@@ -256,10 +265,11 @@ export function fleetLimiter<T = unknown>(options: FleetLimiterOptions<T>): Flee
  */
 export function exportRecording(options: ExportRecordingOptions): Promise<Recording> {
   const what = 'exportRecording()';
+  const o = readOptions(what, options) as unknown as typeof options;
   // (On Redis, its own entry point of the same name.)
-  return backendOf(what, options) === 'redis'
-    ? redisRecording(options as RedisRecordingOptions)
-    : pgRecordingOf(options as unknown as PostgresRecordingOptions, what, 'client');
+  return backendOf(what, o) === 'redis'
+    ? redisRecording(o as RedisRecordingOptions)
+    : pgRecordingOf(o as unknown as PostgresRecordingOptions, what, 'client');
 }
 
 /** Refuses a backend an entry point does not run on yet. */
@@ -274,8 +284,9 @@ function onRedisOnly(what: string, backend: Backend, why: string): void {
  */
 export function keyState<S = unknown>(options: KeyStatesOptions): KeyStates<S> {
   const what = 'keyState()';
-  onRedisOnly(what, backendOf(what, options), 'key states are read from outside the worker on Redis only, for now');
-  return keyStatesOf<S>(options, what);
+  const o = readOptions(what, options) as unknown as typeof options;
+  onRedisOnly(what, backendOf(what, o), 'key states are read from outside the worker on Redis only, for now');
+  return keyStatesOf<S>(o, what);
 }
 
 /**
@@ -286,12 +297,9 @@ export function keyState<S = unknown>(options: KeyStatesOptions): KeyStates<S> {
  */
 export function materialize<O = unknown>(options: MaterializeOptions<O>): Materializer {
   const what = 'materialize()';
-  onRedisOnly(
-    what,
-    backendOf(what, options),
-    "it writes Redis hashes (on Postgres, write your own tables in the worker's effects)",
-  );
-  return startMaterializer(options as RedisMaterializeOptions<O>, what);
+  const o = readOptions(what, options) as unknown as typeof options;
+  onRedisOnly(what, backendOf(what, o), "it writes Redis hashes (on Postgres, write your own tables in the worker's effects)");
+  return startMaterializer(o as RedisMaterializeOptions<O>, what);
 }
 
 /**

@@ -21,6 +21,32 @@ export function isPgPool(client: unknown): client is PgPoolLike {
 }
 
 /**
+ * The options of entry point `what`, read once into a plain object: each enumerable option (own or inherited) read
+ * here, so that a getter or a Proxy trap that throws is ERR_INVALID_ARG_TYPE naming the option, with its error as
+ * `cause`, rather than that error thrown from somewhere inside the entry point. Refuses options that are no object.
+ */
+export function readOptions(what: string, options: unknown): Record<string, unknown> {
+  if (options === null || typeof options !== 'object')
+    throw invalidType(`${what}: options must be an object, not ${describe(options)}`);
+  const read: Record<string, unknown> = {};
+  let keys: string[];
+  try {
+    keys = [];
+    for (const key in options) keys.push(key);
+  } catch (error) {
+    throw invalidType(`${what}: options cannot be read (${describe(error)})`, error);
+  }
+  for (const key of keys) {
+    try {
+      read[key] = (options as Record<string, unknown>)[key];
+    } catch (error) {
+      throw invalidType(`${what}: options.${key} cannot be read (${describe(error)})`, error);
+    }
+  }
+  return read;
+}
+
+/**
  * The backend `options.client` picks, for the entry point `what`. Refuses options that are no object, a client of
  * neither kind (ERR_INVALID_ARG_TYPE, naming both), and `schema` with a Redis client (ERR_INVALID_ARG_VALUE).
  */

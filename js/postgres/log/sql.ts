@@ -585,7 +585,10 @@ export function bytes(value: Buffer | string): Buffer {
 
 /** Text for a text column: Postgres text holds no NUL (ERR_INVALID_ARG_VALUE). */
 export function text(what: string, value: string): string {
-  if (value.includes('\0')) throw invalidValue(`${what} must not hold a NUL character on Postgres, not ${describe(value)}`);
+  if (value.includes('\0'))
+    throw invalidValue(
+      `${what} must not hold a NUL character on Postgres (its text holds none). Received ${JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}...` : value)}`,
+    );
   return value;
 }
 
