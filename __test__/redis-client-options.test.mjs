@@ -36,6 +36,9 @@ test('redisClientOptions: the recommended settings, yours kept and winning, bad 
     assert.ok(Number.isInteger(wait) && wait >= 50 && wait < 2200, String(wait));
   }
   assert.equal(redisClientOptions().socket.socketTimeout, 5000);
+  // An unset variable as the url: left out (node-redis' default server), not an own `url: undefined`.
+  assert.equal('url' in redisClientOptions({ url: undefined }), false);
+  assert.equal(redisClientOptions({ url: 'redis://h:2' }).url, 'redis://h:2');
   assert.equal(redisClientOptions({ pingInterval: 400, socket: { socketTimeout: 800 } }).socket.socketTimeout, 800);
   for (const bad of [{ pingInterval: 0 }, { pingInterval: 1.5 }, { socket: { socketTimeout: 1999 } }, { pingInterval: 3000 }]) {
     assert.throws(() => redisClientOptions(bad), { code: 'ERR_OUT_OF_RANGE', message: /^redisClientOptions\(\): the "/ });

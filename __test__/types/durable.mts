@@ -115,6 +115,12 @@ const client = await createClient(redisClientOptions({ url: process.env.REDIS_UR
   .on('error', (error: Error) => console.error('redis:', error.message))
   .connect();
 const opts = { client, name: functionName(fraudScorer, 'fraud'), partitions: 64 };
+// As the docs write it: an unset variable's `undefined` is left out (exactOptionalPropertyTypes).
+const fromEnv = redisClientOptions({ url: process.env.REDIS_URL });
+const url: string | undefined = fromEnv.url;
+void url;
+void createClient(fromEnv);
+void createClient(redisClientOptions({ url: process.env.REDIS_URL, socket: { connectTimeout: 1000 } }));
 const producer = redisProducer(opts);
 await producer.send(user, tx);
 await producer.sendMany([

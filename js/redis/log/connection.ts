@@ -78,10 +78,14 @@ function reconnectStrategy(retries: number): number {
  * ```js
  * const client = await createClient(redisClientOptions({ url: process.env.REDIS_URL })).connect();
  * ```
+ * A `url` that is `undefined` (an unset environment variable) is left out, so that node-redis connects to its
+ * default server and the result types under `exactOptionalPropertyTypes`.
  * @throws {RangeError} `ERR_OUT_OF_RANGE` for a `pingInterval` that is not a positive integer, or a
  * `socket.socketTimeout` below twice it.
  */
-export function redisClientOptions<T extends object = Record<never, never>>(options?: T): T & RedisClientTimeouts {
+export function redisClientOptions<T extends object = Record<never, never>>(
+  options?: T,
+): (T extends { url?: infer U } ? Omit<T, 'url'> & { url?: Exclude<U, undefined> } : T) & RedisClientTimeouts {
   const own = (options ?? {}) as { socket?: object; commandOptions?: object; pingInterval?: unknown };
   const pingInterval = own.pingInterval ?? PING_INTERVAL_MS;
   integerOption('redisClientOptions()', 'pingInterval', pingInterval, 1);
@@ -94,12 +98,14 @@ export function redisClientOptions<T extends object = Record<never, never>>(opti
     Infinity,
     `of at least twice pingInterval (${2 * (pingInterval as number)} ms: a healthy idle connection is silent for up to about pingInterval)`,
   );
-  return {
+  const made = {
     ...(options as T),
     pingInterval,
     commandOptions: { timeout: COMMAND_TIMEOUT_MS, ...own.commandOptions },
     socket,
-  } as T & RedisClientTimeouts;
+  } as { url?: unknown };
+  if ('url' in made && made.url === undefined) delete made.url;
+  return made as ReturnType<typeof redisClientOptions<T>>;
 }
 
 /**
