@@ -210,6 +210,30 @@ test('a cancelled handler that has not finished keeps its thread busy: new strea
   }
 });
 
+test('a thread with a cancelled handler still running ranks after a thread as busy: a new stream goes to the other', async () => {
+  const fn = handlers('spinner', { threads: 2 });
+  try {
+    const a = fn.open();
+    await a.send({ spin: 1500 });
+    const { spinning } = await a.recv();
+    await a.cancel();
+    // The other thread hosts a stream of its own: both threads have one handler running.
+    const b = fn.open();
+    await b.send({});
+    const { threadId: other } = await b.recv();
+    assert.notEqual(other, spinning);
+    assert.deepEqual(fn[Symbol.for('velo-stream.threads')]().loads, [1, 1], 'one handler running on each thread');
+    const c = fn.open();
+    await c.send({});
+    const { threadId } = await c.recv();
+    assert.equal(threadId, other, 'the new stream went to the thread of the cancelled handler still running');
+    await b.end();
+    await c.end();
+  } finally {
+    await fn.close();
+  }
+});
+
 test('each stream stays on one thread; streams spread over the threads, least loaded first, and threads are reused', async () => {
   const fn = handlers('where', { threads: 2 });
   const a = fn.open();

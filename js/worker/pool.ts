@@ -21,6 +21,8 @@ import {
 const THREAD_SCRIPT = join(__dirname, 'thread.js');
 /** Ms a stopping thread has to let its cancelled handlers finish before it is terminated. */
 const STOP_GRACE_MS = 5_000;
+/** Added to the busy count of a thread with a cancelled handler not finished: ranks it after any other thread. */
+const STUCK_RANK = 2 ** 30;
 
 /** A stream placed on a thread, as its host sees it. */
 export interface Hosted {
@@ -131,6 +133,12 @@ export class ThreadHost {
     let busy = this.#hosted.size;
     for (const pair of this.#cancelled) if (!this.#hosted.has(pair)) busy++;
     return busy;
+  }
+
+  /** Whether a cancelled handler has not finished (it may hold the thread in a loop: every stream there waits). */
+  get stuck(): boolean {
+    for (const pair of this.#cancelled) if (!this.#hosted.has(pair)) return true;
+    return false;
   }
 
   place(pair: number, stream: Hosted, message: OpenMessage): void {
@@ -292,15 +300,18 @@ export class ThreadPool {
   }
 
   /**
-   * The thread for a new stream: the least busy (a cancelled handler that has not finished, one stuck in a loop,
-   * counts), or a new one while some are not started and every started one is busy.
+   * The thread for a new stream: the least busy of those without a cancelled handler that has not finished (one
+   * stuck in a loop holds its whole thread), else the least busy of all; or a new one while some are not started
+   * and every started one is busy.
    */
   pick(): ThreadHost {
     let best: ThreadHost | undefined;
     let least = Infinity;
     for (const host of this.#hosts) {
       const busy = host.busy;
-      if (busy < least) [best, least] = [host, busy];
+      // (A stuck thread ranks after every other: its busy count plus more than any thread hosts.)
+      const rank = host.stuck ? busy + STUCK_RANK : busy;
+      if (rank < least) [best, least] = [host, rank];
     }
     if (best === undefined || (least > 0 && this.#hosts.length < this.#options.max)) {
       best = new ThreadHost(this, this.#options);
