@@ -376,11 +376,10 @@ class RunningWorker<I, O> implements Worker, PartitionHost<I, O> {
     // A call refused because the log is closing (ERR_VELO_CLOSED): part of close(), not a failure to report.
     if (this.#closing !== null && (error as { code?: unknown } | null)?.code === 'ERR_VELO_CLOSED') return;
     this.counters.errors++;
+    // (An outage's failures: every one counted and spacing the retries out, one a second reported.)
+    const due = !this.#backend.unreachable(error) || this.#outage.failed();
     const reported = this.#backend.reportable(error);
-    if (reported === null) return;
-    // (An outage's failures: one a second reported, every one counted.)
-    if (this.#backend.unreachable(error) && !this.#outage.failed()) return;
-    this.#onError(reported);
+    if (due && reported !== null) this.#onError(reported);
   }
 
   retryWait(): Promise<void> {

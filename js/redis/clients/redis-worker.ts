@@ -2,7 +2,7 @@
 import type { StreamFn } from '../../types';
 import type { WorkerBackend } from '../../durable/common/backend';
 import { readsText } from '../../durable/common/codec';
-import { ClosedClientReports, reportable } from '../../durable/common/reportable';
+import { ClosedClientReports, isClientClosed, reportable } from '../../durable/common/reportable';
 import { RedisConnectionError } from '../../errors';
 import { type RedisOptions, resolveOptions } from '../log/options';
 import { RedisLog } from '../log/redis-log';
@@ -53,7 +53,8 @@ export function startRedisWorker<I, O>(
     maxEventBytes: o.maxEventBytes,
     openLog: (report) => new RedisLog(o.client, o.keys, o.partitions, report, readsText(o.codec)),
     reportable: (error) => reports.filter(error),
-    unreachable: (error) => reportable(error) instanceof RedisConnectionError,
+    // (A client the user closed is no outage: `reports` tells it once, with what to do.)
+    unreachable: (error) => !isClientClosed(error) && reportable(error) instanceof RedisConnectionError,
     check: () => reports.check(),
   };
   return startWorker(fn, backend, options, what);
