@@ -151,7 +151,7 @@ export function sessionWorker<I = unknown, O = unknown, M extends Migrate = Migr
   options: WorkerOptions<O, I> & { migrate?: M & SyncMigrate<M> },
 ): Worker {
   const what = 'sessionWorker()';
-  const o = readOptions(what, options) as unknown as typeof options;
+  const o = readOptions(what, options);
   return backendOf(what, o) === 'redis'
     ? startRedisWorker(fn, o as RedisWorkerOptions<O, I>, what, 'sessionOutputs')
     : startPgWorker(fn, o as unknown as PostgresWorkerOptions<O, I>, what, 'sessionOutputs', 'client');
@@ -160,7 +160,7 @@ export function sessionWorker<I = unknown, O = unknown, M extends Migrate = Migr
 /** A producer for the distributed stream function `options.name`: `send(key, event)` appends to the key's partition. */
 export function sessionProducer<I = unknown>(options: ProducerOptions<I>): Producer<I> {
   const what = 'sessionProducer()';
-  const o = readOptions(what, options) as unknown as typeof options;
+  const o = readOptions(what, options);
   return backendOf(what, o) === 'redis'
     ? startProducer(o as RedisProducerOptions<I>, what)
     : startPgProducer(o as unknown as PostgresProducerOptions<I>, what, 'client');
@@ -176,7 +176,7 @@ export function sessionProducer<I = unknown>(options: ProducerOptions<I>): Produ
  */
 export function sessionOutputs<O = unknown>(options: OutputsOptions<O>): Outputs<O> {
   const what = 'sessionOutputs()';
-  const o = readOptions(what, options) as unknown as typeof options;
+  const o = readOptions(what, options);
   return backendOf(what, o) === 'redis'
     ? readOutputs(o as RedisOutputsOptions<O>, what)
     : readPgOutputs(o as unknown as PostgresOutputsOptions<O>, what, 'client');
@@ -189,7 +189,7 @@ export function sessionOutputs<O = unknown>(options: OutputsOptions<O>): Outputs
  */
 export function keyOutputs<O = unknown>(options: KeyOutputsOptions<O>): KeyOutputs<O> {
   const what = 'keyOutputs()';
-  const o = readOptions(what, options) as unknown as typeof options;
+  const o = readOptions(what, options);
   return backendOf(what, o) === 'redis'
     ? readKeyOutputs(o as RedisKeyOutputsOptions<O>, what)
     : readPgKeyOutputs(o as unknown as PostgresKeyOutputsOptions<O>, what, 'client');
@@ -201,7 +201,7 @@ export function keyOutputs<O = unknown>(options: KeyOutputsOptions<O>): KeyOutpu
  */
 export function keyCursor(options: CursorOptions): Promise<string> {
   const what = 'keyCursor()';
-  const o = readOptions(what, options) as unknown as typeof options;
+  const o = readOptions(what, options);
   return backendOf(what, o) === 'redis'
     ? cursorOf(o as RedisCursorOptions, what)
     : pgCursorOf(o as unknown as PostgresCursorOptions, what, 'client');
@@ -215,7 +215,7 @@ export function keyCursor(options: CursorOptions): Promise<string> {
  */
 export function keySse<O = unknown>(req: IncomingMessage, res: ServerResponse, options: SseOptions<O>): Promise<void> {
   const what = 'keySse()';
-  const o = readOptions(what, options) as unknown as typeof options;
+  const o = readOptions(what, options);
   return backendOf(what, o) === 'redis'
     ? serveSse(req, res, o as RedisSseOptions<O>, what)
     : servePgSse(req, res, o as unknown as PostgresSseOptions<O>, what, 'client');
@@ -227,7 +227,7 @@ export function keySse<O = unknown>(req: IncomingMessage, res: ServerResponse, o
  */
 export function keyNdjson<O = unknown>(req: IncomingMessage, res: ServerResponse, options: NdjsonOptions<O>): Promise<void> {
   const what = 'keyNdjson()';
-  const o = readOptions(what, options) as unknown as typeof options;
+  const o = readOptions(what, options);
   return backendOf(what, o) === 'redis'
     ? serveNdjson(req, res, o as RedisNdjsonOptions<O>, what)
     : servePgNdjson(req, res, o as unknown as PostgresNdjsonOptions<O>, what, 'client');
@@ -236,7 +236,7 @@ export function keyNdjson<O = unknown>(req: IncomingMessage, res: ServerResponse
 /** The versions of the function `options.name` from outside its workers: live sessions per version, and `drained()`. */
 export function sessionVersions(options: VersionsOptions): Versions {
   const what = 'sessionVersions()';
-  const o = readOptions(what, options) as unknown as typeof options;
+  const o = readOptions(what, options);
   return backendOf(what, o) === 'redis'
     ? versionsOf(o as RedisVersionsOptions, what)
     : pgVersionsOf(o as unknown as PostgresVersionsOptions, what, 'client');
@@ -251,7 +251,7 @@ export function sessionVersions(options: VersionsOptions): Versions {
  */
 export function fleetLimiter<T = unknown>(options: FleetLimiterOptions<T>): FleetLimiter<T> {
   const what = 'fleetLimiter()';
-  const o = readOptions(what, options) as unknown as typeof options;
+  const o = readOptions(what, options);
   return backendOf(what, o) === 'redis'
     ? startRedisLimiter(o as unknown as RedisLimiterOptions<T>, { what, policy: 'whenBackendFails' })
     : startPgLimiter(o as unknown as PostgresLimiterOptions<T>, { what, poolKey: 'client', policy: 'whenBackendFails' });
@@ -265,7 +265,7 @@ export function fleetLimiter<T = unknown>(options: FleetLimiterOptions<T>): Flee
  */
 export function exportRecording(options: ExportRecordingOptions): Promise<Recording> {
   const what = 'exportRecording()';
-  const o = readOptions(what, options) as unknown as typeof options;
+  const o = readOptions(what, options);
   // (On Redis, its own entry point of the same name.)
   return backendOf(what, o) === 'redis'
     ? redisRecording(o as RedisRecordingOptions)
@@ -284,7 +284,7 @@ function onRedisOnly(what: string, backend: Backend, why: string): void {
  */
 export function keyState<S = unknown>(options: KeyStatesOptions): KeyStates<S> {
   const what = 'keyState()';
-  const o = readOptions(what, options) as unknown as typeof options;
+  const o = readOptions(what, options);
   onRedisOnly(what, backendOf(what, o), 'key states are read from outside the worker on Redis only, for now');
   return keyStatesOf<S>(o, what);
 }
@@ -297,7 +297,7 @@ export function keyState<S = unknown>(options: KeyStatesOptions): KeyStates<S> {
  */
 export function materialize<O = unknown>(options: MaterializeOptions<O>): Materializer {
   const what = 'materialize()';
-  const o = readOptions(what, options) as unknown as typeof options;
+  const o = readOptions(what, options);
   onRedisOnly(what, backendOf(what, o), "it writes Redis hashes (on Postgres, write your own tables in the worker's effects)");
   return startMaterializer(o as RedisMaterializeOptions<O>, what);
 }

@@ -21,29 +21,29 @@ export function isPgPool(client: unknown): client is PgPoolLike {
 }
 
 /**
- * The options of entry point `what`, read once into a plain object: each enumerable option (own or inherited) read
- * here, so that a getter or a Proxy trap that throws is ERR_INVALID_ARG_TYPE naming the option, with its error as
- * `cause`, rather than that error thrown from somewhere inside the entry point. Refuses options that are no object.
+ * The options of entry point `what`, each read once here (own or inherited, a class's getters and methods too), so
+ * that a getter or a Proxy trap that throws is ERR_INVALID_ARG_TYPE naming the option, with its error as `cause`,
+ * rather than that error thrown from somewhere inside the entry point. Returns `options` itself: the entry point
+ * reads them as given (a method keeps its object). Refuses options that are no object.
  */
-export function readOptions(what: string, options: unknown): Record<string, unknown> {
+export function readOptions<T>(what: string, options: T): T {
   if (options === null || typeof options !== 'object')
     throw invalidType(`${what}: options must be an object, not ${describe(options)}`);
-  const read: Record<string, unknown> = {};
-  let keys: string[];
+  const names = new Set<string>();
   try {
-    keys = [];
-    for (const key in options) keys.push(key);
+    for (let o: object | null = options; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o) as object | null)
+      for (const name of Object.getOwnPropertyNames(o)) if (name !== 'constructor') names.add(name);
   } catch (error) {
     throw invalidType(`${what}: options cannot be read (${describe(error)})`, error);
   }
-  for (const key of keys) {
+  for (const name of names) {
     try {
-      read[key] = (options as Record<string, unknown>)[key];
+      void (options as Record<string, unknown>)[name];
     } catch (error) {
-      throw invalidType(`${what}: options.${key} cannot be read (${describe(error)})`, error);
+      throw invalidType(`${what}: options.${name} cannot be read (${describe(error)})`, error);
     }
   }
-  return read;
+  return options;
 }
 
 /**
