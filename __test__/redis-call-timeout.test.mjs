@@ -5,7 +5,7 @@
 // out and sends succeed. A reader's `break` and a materializer's `close()` on a paused server end within theirs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ClientOfflineError, ErrorReply, SocketClosedUnexpectedlyError, createClient } from 'redis';
+import { ClientOfflineError, ErrorReply, SocketClosedUnexpectedlyError, TimeoutError, createClient } from 'redis';
 import { redisClientOptions, redisMaterialize, redisOutputs, redisProducer, redisWorker } from 'velo-stream/redis';
 import { startRedis } from './helpers/redis-server.mjs';
 import { eventually, interceptCommands, totals } from './helpers/redis-fixtures.mjs';
@@ -315,8 +315,8 @@ test('sendMany in several calls: the bound restarts at each answer (a batch Redi
   );
 });
 
-test('a call Redis refused before running it (LOADING, READONLY, an offline client) wrote nothing: its events are null, not unknown', async () => {
-  const PARTITIONS = 5;
+test('a call Redis refused before running it (LOADING, READONLY, an offline client, one node-redis timed out unwritten) wrote nothing: its events are null, not unknown', async () => {
+  const PARTITIONS = 6;
   const probe = redisProducer({ client: scriptedClient(() => undefined), name: 'm', partitions: PARTITIONS });
   const keys = [];
   for (let i = 0; keys.length < PARTITIONS; i++) if (probe.partitionOf(`k${i}`) === keys.length) keys.push(`k${i}`);
@@ -326,6 +326,8 @@ test('a call Redis refused before running it (LOADING, READONLY, an offline clie
     new ErrorReply("READONLY You can't write against a read only replica."),
     new ClientOfflineError(),
     new SocketClosedUnexpectedlyError(),
+    // (node-redis' commandOptions.timeout: only a command not yet written gets it.)
+    new TimeoutError(),
   ];
   const client = scriptedClient((call, args) => {
     const p = Number(/:p(\d+)\}$/.exec(String(args[3]))[1]);
@@ -339,8 +341,8 @@ test('a call Redis refused before running it (LOADING, READONLY, an offline clie
     );
   assert.equal(error.code, 'ERR_VELO_SEND_FAILED');
   // Refused before it ran: not written. A connection closed under the call: unknown (it may have run).
-  assert.deepEqual(error.ids, [null, 'velo:{m:p1}-0', null, null, undefined]);
-  assert.match(error.message, /^sendMany\(\): 1 of 5 events written, 3 not, 1 unknown: LOADING /);
+  assert.deepEqual(error.ids, [null, 'velo:{m:p1}-0', null, null, undefined, null]);
+  assert.match(error.message, /^sendMany\(\): 1 of 6 events written, 4 not, 1 unknown: LOADING /);
 });
 
 test('with maxLag, a partition whose first lag measure fails: the send rejects with SendError, its events not written (null)', async () => {

@@ -29,10 +29,11 @@ export function reportable(error: unknown): unknown {
 /**
  * Redis' answers that it ran none of a call (a script's, whole): loading its data after a restart, busy with a
  * script, a replica or a cluster refusing a write, a slot moved. And node-redis' refusals to send one (a closed
- * or offline client), and a refused connection.
+ * or offline client; its `commandOptions.timeout` run out, a `TimeoutError`, which node-redis gives only to a
+ * command still waiting to be written), and a refused connection.
  */
 const UNRUN_REPLY = /^(LOADING|BUSY|MASTERDOWN|READONLY|CLUSTERDOWN|TRYAGAIN|MOVED|ASK) /;
-const UNSENT_ERRORS = new Set(['ClientClosedError', 'ClientOfflineError']);
+const UNSENT_ERRORS = new Set(['ClientClosedError', 'ClientOfflineError', 'TimeoutError']);
 
 /** Whether a call that failed with `error` surely wrote nothing (else, with no answer, it may have). */
 export function ranNothing(error: unknown): boolean {
