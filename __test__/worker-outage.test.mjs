@@ -9,7 +9,7 @@ import { createClient } from 'redis';
 import { postgresProducer, postgresWorker } from 'velo-stream/postgres';
 import { redisClientOptions, redisProducer, redisWorker } from 'velo-stream/redis';
 import { streamFn } from 'velo-stream';
-import { MAX_RETRY_MS, Outage, REPORT_EVERY_MS, RETRY_MS } from '#testing';
+import { MAX_RETRY_MS, MIN_GAP_MS, Outage, REPORT_EVERY_MS, RETRY_MS } from '#testing';
 import { startPostgres } from './helpers/postgres-server.mjs';
 import { fresh } from './helpers/redis-suite.mjs';
 import { startRedis } from './helpers/redis-server.mjs';
@@ -50,6 +50,55 @@ test('Outage: RETRY_MS without an outage; during one a quarter of its length, wi
   now += 10;
   assert.equal(outage.failed(), false);
   assert.equal(outage.retryMs(), RETRY_MS, 'a new outage starts short');
+});
+
+test("Outage: a loop's wait is at least its share of the worker's pace; a call that reaches the server ends the outage and every wait", async () => {
+  let now = 0;
+  const timers = new Map();
+  let next = 0;
+  const clock = {
+    now: () => now,
+    setTimeout: (fn, ms) => {
+      const t = { id: next++, fn, ms };
+      timers.set(t.id, t);
+      return t;
+    },
+    clearTimeout: (t) => t && timers.delete(t.id),
+    setImmediate: (fn) => fn(),
+  };
+  const outage = new Outage(clock, () => 0.5);
+  // No outage: a wait of RETRY_MS.
+  void outage.wait();
+  assert.deepEqual([...timers.values()].map((t) => t.ms), [RETRY_MS]);
+  timers.clear();
+  outage.failed();
+  now = 100;
+  // 40 loops waiting at once, 100 ms into an outage: the k-th waits at least k * MIN_GAP_MS.
+  const woken = [];
+  const waits = Array.from({ length: 40 }, (_, k) => outage.wait().then(() => woken.push(k)));
+  assert.equal(outage.waiting, 40);
+  assert.deepEqual(
+    [...timers.values()].map((t) => t.ms),
+    Array.from({ length: 40 }, (_, k) => Math.max(RETRY_MS, (k + 1) * MIN_GAP_MS)),
+  );
+  // The first timer fires: that loop alone retries.
+  const [first] = timers.values();
+  first.fn();
+  await waits[0];
+  assert.deepEqual(woken, [0]);
+  // A call reaches the server: the outage is over, every other loop retries now, their timers cleared.
+  outage.reached();
+  await Promise.all(waits);
+  assert.equal(woken.length, 40);
+  assert.equal(timers.size, 0);
+  assert.equal(outage.waiting, 0);
+  assert.equal(outage.retryMs(), RETRY_MS, 'over');
+  assert.equal(outage.failed(), true, "the next outage's first failure is reported at once");
+  // wakeAll (the worker closing) ends the waits too.
+  const closing = outage.wait();
+  outage.wakeAll();
+  await closing;
+  assert.equal(outage.waiting, 0);
 });
 
 const echo = streamFn(async function* echo(events) {

@@ -59,17 +59,22 @@ export class RoundTrips {
 /**
  * `log` with every call that is one request and its reply timed into `trips`: the blocking wake-up (`wait`,
  * whose time is waiting for entries), `interrupt` (often no request at all) and `close` are not. A call that failed without a reply from the server
- * (a lost connection, a timeout) is not a round trip either; a refusal by the lease check is.
+ * (a lost connection, a timeout) is not a round trip either; a refusal by the lease check is. `reached` is told of
+ * each round trip: the server could be reached (an outage's end, `Outage`).
  */
-export function timedLog(log: PartitionLog, trips: RoundTrips): PartitionLog {
+export function timedLog(log: PartitionLog, trips: RoundTrips, reached: () => void = () => {}): PartitionLog {
   async function timed<T>(call: () => Promise<T>): Promise<T> {
     const start = performance.now();
     try {
       const result = await call();
       trips.record((performance.now() - start) * 1000);
+      reached();
       return result;
     } catch (error) {
-      if (error instanceof FencedError) trips.record((performance.now() - start) * 1000);
+      if (error instanceof FencedError) {
+        trips.record((performance.now() - start) * 1000);
+        reached();
+      }
       throw error;
     }
   }

@@ -259,6 +259,7 @@ class RunningWorker<I, O> implements Worker, PartitionHost<I, O> {
     this.log = timedLog(
       backend.openLog((error) => this.report(error)),
       this.#trips,
+      () => this.#outage.reached(),
     );
     this.#onError = reporterOf(onError);
     // Each worker tries free partitions from its own starting point: fewer collisions when many start at once.
@@ -383,7 +384,7 @@ class RunningWorker<I, O> implements Worker, PartitionHost<I, O> {
   }
 
   retryWait(): Promise<void> {
-    return sleepOn(this.clock, this.#outage.retryMs());
+    return this.#outage.wait();
   }
 
   #tick(): void {
@@ -644,6 +645,8 @@ class RunningWorker<I, O> implements Worker, PartitionHost<I, O> {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.startGate.open();
+      // (Loops waiting out an outage look at the closing now.)
+      this.#outage.wakeAll();
       if (this.#timer !== null) clearTimeout(this.#timer);
       clearInterval(this.#renewer);
       // No lease is renewed from here on, so by this worker's own clock each runs out at its `validUntil`. Past

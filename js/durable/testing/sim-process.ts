@@ -9,7 +9,7 @@ import { FencedError, RedisConnectionError } from '../../errors';
 import type { Clock, ClockTimer } from '../common/clock';
 import type { Codec } from '../common/codec';
 import { reportable } from '../common/reportable';
-import type { Lease } from '../common/transport';
+import type { Lease, PartitionLog } from '../common/transport';
 import type { WorkerAdvert } from '../rules/versions';
 import { type FaultPolicy, MemoryLog } from '../memory/memory-log';
 import type { MemoryStore } from '../memory/memory-store';
@@ -17,10 +17,9 @@ import { type PartitionHost, type WorkerCounters, newCounters } from '../engine/
 import { PartitionRun } from '../engine/partition-run';
 import { StartGate } from '../engine/start-gate';
 import { Outage } from '../engine/outage';
-import { sleepOn } from '../common/clock';
 import { WorkerPermits } from '../engine/session-permits';
 import { planBalance } from '../rules/versions';
-import { RoundTrips } from '../engine/metrics';
+import { RoundTrips, timedLog } from '../engine/metrics';
 import { SlotReport } from '../engine/slot-watch';
 import { renewed, workerStats } from '../engine/worker-stats';
 import type { WorkerStats } from '../engine/worker-types';
@@ -235,7 +234,10 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
   readonly #takes: readonly string[];
   /** Closing (a graceful stop): it takes nothing more, and hands its partitions back. */
   closing = false;
-  readonly log: MemoryLog;
+  /** Its log as its runs call it (each call that reaches the store ends an outage: `Outage.reached`). */
+  readonly log: PartitionLog;
+  /** The same log, for what only a memory log does (`sever`). */
+  readonly #memory: MemoryLog;
   readonly ttl: number;
   readonly readCount: number;
   readonly codec: Codec<unknown>;
@@ -298,7 +300,9 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
     this.#takes = release.migrate === null ? runs : ['*'];
     // (Its own connection: a recording store names its calls by it.)
     const store = connectionOf(sim.store, this.id);
-    this.log = new MemoryLog(store, { clock: this.clock, waitClock: this.clock.keepingAlive(), faults });
+    this.#memory = new MemoryLog(store, { clock: this.clock, waitClock: this.clock.keepingAlive(), faults });
+    // (Its round trips are not timed: a simulation's time is its clock's.)
+    this.log = timedLog(this.#memory, new RoundTrips(), () => this.#outage.reached());
     this.startGate = new StartGate(this.clock);
     this.#outage = new Outage(this.clock, () => 0.5);
     this.ttl = l.leaseTtl ?? 3000;
@@ -358,7 +362,7 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
   }
 
   retryWait(): Promise<void> {
-    return sleepOn(this.clock, this.#outage.retryMs());
+    return this.#outage.wait();
   }
 
   lose(run: PartitionRun<I, O>): void {
@@ -487,7 +491,7 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
     this.sim.limiters.session?.crashed(this);
     this.sim.limiters.step?.crashed(this);
     this.clock.kill();
-    this.log.sever();
+    this.#memory.sever();
   }
 
   /** Trims the partition's input every `trimInterval` (as the worker's balance does; outputs are kept to compare). */
@@ -557,7 +561,7 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
     this.clock.kill();
     this.sim.limiters.session?.crashed(this);
     this.sim.limiters.step?.crashed(this);
-    this.log.sever();
+    this.#memory.sever();
     for (const run of this.runs.values()) void run.drop();
     this.runs.clear();
     this.takenAt.clear();
