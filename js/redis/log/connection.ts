@@ -85,7 +85,16 @@ function reconnectStrategy(retries: number): number {
  */
 export function redisClientOptions<T extends object = Record<never, never>>(
   options?: T,
-): (T extends { url?: infer U } ? Omit<T, 'url'> & { url?: Exclude<U, undefined> } : T) & RedisClientTimeouts {
+): (T extends {
+  /** The `url` you gave. */
+  url?: infer U;
+}
+  ? Omit<T, 'url'> & {
+      /** Your `url`, left out when it was `undefined`. */
+      url?: Exclude<U, undefined>;
+    }
+  : T) &
+  RedisClientTimeouts {
   const own = (options ?? {}) as { socket?: object; commandOptions?: object; pingInterval?: unknown };
   const pingInterval = own.pingInterval ?? PING_INTERVAL_MS;
   integerOption('redisClientOptions()', 'pingInterval', pingInterval, 1);
