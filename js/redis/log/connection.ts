@@ -85,13 +85,10 @@ function reconnectStrategy(retries: number): number {
  */
 export function redisClientOptions<T extends object = Record<never, never>>(
   options?: T,
-): (T extends {
-  /** The `url` you gave. */
-  url?: infer U;
-}
+): ('url' extends keyof T
   ? Omit<T, 'url'> & {
       /** Your `url`, left out when it was `undefined`. */
-      url?: Exclude<U, undefined>;
+      url?: Exclude<T['url' & keyof T], undefined>;
     }
   : T) &
   RedisClientTimeouts {
