@@ -25,7 +25,8 @@ function counting() {
         };
       }
       const value = Reflect.get(target, prop);
-      return typeof value === 'function' ? value.bind(target) : value;
+      // (Its methods bound to the pool; its Client class as it is, so that velo-stream sees a pg.Pool.)
+      return typeof value === 'function' && prop !== 'Client' ? value.bind(target) : value;
     },
   });
   return { counted, seen };

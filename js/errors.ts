@@ -330,8 +330,8 @@ export const ERROR_CODES = {
   },
   ERR_VELO_POSTGRES_TIMEOUT: {
     class: '',
-    from: 'velo-stream/postgres (postgresLimiter)',
-    when: "A `postgresLimiter` call Postgres did not answer within `callTimeout` (a paused or unreachable server, or the limiter's row locked): it counts as Postgres away, and acquires follow `whenPostgresFails`; under `'fail-closed'` they reject with it. An acquire it cut short takes nothing once Postgres answers.",
+    from: 'velo-stream/durable on Postgres (workers, producers, readers, fleet limiters)',
+    when: "A statement of velo-stream's that Postgres did not answer within `callTimeout` (a paused or unreachable server, a connection gone silent, or a row locked): it counts as Postgres away. A worker reports it through `onError` and retries on a new connection (the silent one is destroyed); a send rejects with `SendError`, this error as `cause`, its `ids` unknown; a reader reads again. A fleet limiter's acquires follow `whenBackendFails`; under `'fail-closed'` they reject with it, and an acquire it cut short takes nothing once Postgres answers.",
     action: 'Check Postgres and the network; raise `callTimeout` if Postgres is only slow.',
   },
   ERR_VELO_BAD_CURSOR: {

@@ -29,6 +29,15 @@ export function integerOption(
   return value;
 }
 
+/** The longest `callTimeout` short of none, ms (Node's longest timer). */
+export const MAX_CALL_TIMEOUT_MS = 2 ** 31 - 1;
+
+/** A `callTimeout` option of `fn`: an integer from 1 to 2^31-1 ms, or Infinity (no bound); else ERR_OUT_OF_RANGE. */
+export function callTimeoutOption(fn: string, value: unknown): number {
+  if (value === Infinity) return value;
+  return integerOption(fn, 'callTimeout', value, 1, MAX_CALL_TIMEOUT_MS, `from 1 to ${MAX_CALL_TIMEOUT_MS} (ms), or Infinity`);
+}
+
 /** `value` if it is an integer from `min` to `max`, as argument `name` of `fn`; else an ERR_OUT_OF_RANGE. */
 export function integerArgument(fn: string, name: string, value: unknown, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {

@@ -8,6 +8,9 @@
 //   requests reach Redis late, after its leases may have moved on.
 // - cut(): every connection is closed at once, and new ones are closed as
 //   soon as they are accepted, until heal().
+// - strand(): every open connection goes silent for good, both ways, and
+//   stays open (a server host gone without a word: nothing answers, nothing
+//   closes); new connections are forwarded as before.
 //
 // stats(): connections accepted, bytes forwarded each way, bytes held and
 // delivered late.
@@ -26,7 +29,7 @@ export async function startProxy(targetPort) {
     }
     counts.accepted++;
     const upstream = connect(targetPort, '127.0.0.1');
-    const pair = { downstream, upstream, held: [] };
+    const pair = { downstream, upstream, held: [], stranded: false };
     pairs.add(pair);
     const close = () => {
       pairs.delete(pair);
@@ -37,6 +40,7 @@ export async function startProxy(targetPort) {
     downstream.on('error', close).on('close', close);
     upstream.on('error', close).on('close', close);
     downstream.on('data', (chunk) => {
+      if (pair.stranded) return;
       if (mode === 'hold') {
         pair.held.push(chunk);
         counts.heldBytes += chunk.length;
@@ -46,6 +50,7 @@ export async function startProxy(targetPort) {
       upstream.write(chunk);
     });
     upstream.on('data', (chunk) => {
+      if (pair.stranded) return;
       counts.down += chunk.length;
       downstream.write(chunk);
     });
@@ -74,6 +79,11 @@ export async function startProxy(targetPort) {
         upstream.destroy();
       }
       pairs.clear();
+    },
+    /** Every open connection silent from now on, and left open; returns how many. */
+    strand() {
+      for (const pair of pairs) pair.stranded = true;
+      return pairs.size;
     },
     /** Back to forwarding; held bytes are delivered first, in order. */
     heal() {

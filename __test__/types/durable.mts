@@ -206,8 +206,12 @@ sessionWorker(ledger, {
   schema: 'app',
   name: 'ledger',
   listen: false,
+  callTimeout: 30_000,
   effects: async (t) => void (await t.query('SELECT 1')),
 });
+// callTimeout on both backends' producers; on Postgres' workers too.
+sessionProducer({ client, name: fraud, callTimeout: 2000 });
+sessionProducer({ client: pool, name: fraud, callTimeout: Infinity });
 fleetLimiter({ client: pool, schema: 'app', name: 'api', concurrency: 1, listen: false });
 keyState<{ balance: number }>({ client, name: 'ledger' });
 materialize<{ score: number }>({ client, name: fraud, key: (o) => `f:${o.key}`, fields: (o) => ({ score: o.value.score }) });
@@ -240,6 +244,8 @@ sessionOutputs({ client, name: fraud, pollInterval: 50 });
 sessionOutputs({ client: pool, name: fraud, group: 'g' });
 // @ts-expect-error listen is a Postgres worker's
 sessionWorker(fraudScorer, { client, name: fraud, listen: false });
+// @ts-expect-error a Redis worker takes no callTimeout (its client's socket timeout bounds its calls)
+sessionWorker(fraudScorer, { client, name: fraud, callTimeout: 1000 });
 
 const typed: WorkerOptions<{ score: number }, Tx> = { client: pool, name: fraud, listen: true };
 void [pgWorker, pgDown, redisStats, typed];

@@ -40,7 +40,7 @@ import { type RedisLimiterOptions, startRedisLimiter } from '../redis/limiter/li
 // Postgres
 import type { PostgresClientOption } from '../postgres/clients/options';
 import { type PostgresWorkerOnly, type PostgresWorkerOptions, startPgWorker } from '../postgres/clients/worker';
-import { type PostgresProducerOptions, startPgProducer } from '../postgres/clients/producer';
+import { type PostgresProducerOnly, type PostgresProducerOptions, startPgProducer } from '../postgres/clients/producer';
 import { type PostgresOutputsOnly, type PostgresOutputsOptions, readPgOutputs } from '../postgres/clients/outputs';
 import {
   type PostgresCursorOptions,
@@ -67,7 +67,7 @@ export type Refused<T, U = object> = { [K in Exclude<keyof T, keyof U>]?: never 
 
 /**
  * Options of `sessionWorker`: the worker's own, the log's shape (`name`, typed by `functionName(fn, name)`), and the
- * backend's by `client` (on Postgres, also `listen`, `pollInterval` and `effects`).
+ * backend's by `client` (on Postgres, also `listen`, `pollInterval`, `effects` and `callTimeout`).
  */
 export type WorkerOptions<O = unknown, I = unknown> = EngineWorkerOptions<O, I> &
   ShapeOptions & {
@@ -75,11 +75,14 @@ export type WorkerOptions<O = unknown, I = unknown> = EngineWorkerOptions<O, I> 
     name: FunctionName<I, O>;
   } & ((RedisClientOption & Refused<PostgresWorkerOnly>) | (PostgresClientOption & PostgresWorkerOnly<O>));
 
-/** Options of `sessionProducer`: the log's shape, and the backend's by `client` (on Redis, also `maxLag`, `lagInterval` and `callTimeout`). */
+/** Options of `sessionProducer`: the log's shape, and the backend's by `client` (`callTimeout`; on Redis, also `maxLag` and `lagInterval`). */
 export type ProducerOptions<I = unknown> = ShapeOptions<I> & {
   /** The function's name; a `FunctionName<I, O>` (`functionName(fn, name)`) gives the producer the function's event type. */
   name: FunctionName<I, unknown>;
-} & ((RedisClientOption & RedisProducerOnly) | (PostgresClientOption & Refused<RedisProducerOnly>));
+} & (
+    | (RedisClientOption & RedisProducerOnly)
+    | (PostgresClientOption & PostgresProducerOnly & Refused<RedisProducerOnly, PostgresProducerOnly>)
+  );
 
 /** Options of `sessionOutputs`: the log's shape, and the backend's by `client` with the reader's options there. */
 export type OutputsOptions<O = unknown> = ShapeOptions<O> & {
@@ -366,7 +369,14 @@ export type {
 } from '../durable/common/recording';
 // The backends' parts of the options (what each client brings).
 export type { RedisClientOption, RedisProducerOnly, RedisOutputsOnly, RedisMaterializeOnly };
-export type { PostgresClientOption, PostgresWorkerOnly, PostgresOutputsOnly, PostgresKeyOutputsOnly, PostgresLimiterOnly };
+export type {
+  PostgresClientOption,
+  PostgresWorkerOnly,
+  PostgresProducerOnly,
+  PostgresOutputsOnly,
+  PostgresKeyOutputsOnly,
+  PostgresLimiterOnly,
+};
 // The errors the tier makes (they live with every other error of the library, js/errors.ts).
 export {
   AnswerRestartedError,

@@ -3,7 +3,7 @@
 // `cost` functions return, and the share of the 'local' fallback. Pure: nothing here talks to Redis or Postgres.
 import type { RateLimit } from '../../limits/types';
 import { describe, invalidType, invalidValue, limitCostError, limitKeyError } from '../../errors';
-import { integerOption } from '../../validate';
+import { callTimeoutOption, integerOption } from '../../validate';
 import { assertOptionsObject } from '../../config';
 import { MAX_KEY_BYTES } from './keys';
 
@@ -11,9 +11,6 @@ import { MAX_KEY_BYTES } from './keys';
 export const MAX_COUNT = 1_000_000_000;
 /** The longest rate period, ms: 31 days. */
 export const MAX_PERIOD_MS = 31 * 86_400_000;
-
-/** The longest `callTimeout`, ms (the longest timer). */
-const MAX_CALL_TIMEOUT_MS = 2 ** 31 - 1;
 
 /** What acquire does while the store cannot be reached or does not answer within `callTimeout`. */
 export type WhenStoreFails = 'fail-closed' | 'fail-open' | 'local';
@@ -239,16 +236,6 @@ export function checkFleetOptions<T>(options: object, of: FleetOptionsOf): Fleet
     maxWaiting,
     leaseTtl,
     whenFails,
-    callTimeout:
-      callTimeout === Infinity
-        ? Infinity
-        : integerOption(
-            what,
-            'callTimeout',
-            callTimeout,
-            1,
-            MAX_CALL_TIMEOUT_MS,
-            `from 1 to ${MAX_CALL_TIMEOUT_MS} (ms), or Infinity`,
-          ),
+    callTimeout: callTimeoutOption(what, callTimeout),
   };
 }

@@ -21,6 +21,7 @@ import {
 } from '../../durable/common/key-reader';
 import type { OutputItem } from '../../durable/common/outputs';
 import { idOf, idParts, run, str, text } from '../log/sql';
+import { PoolGate } from '../log/gate';
 import { type PgResolved, type PoolKey, type PostgresOptions, resolvePgOptions } from './options';
 import { retriedOnConnection } from './retry';
 import { pause } from '../../watch-abort';
@@ -74,7 +75,8 @@ export function pgKeySettings<O>(
   if (storable) checkStorable(plan.keys);
   const { pollInterval = 100 } = options;
   integerOption(what, 'pollInterval', pollInterval, 1, 60_000, 'from 1 to 60000 (ms)');
-  return { ...plan, o, pollInterval };
+  // (Each read answered within the default callTimeout, else its connection destroyed and the read retried: gate.ts.)
+  return { ...plan, o: { ...o, pool: new PoolGate(o.pool).pool }, pollInterval };
 }
 
 /**

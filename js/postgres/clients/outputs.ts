@@ -8,6 +8,7 @@ import { integerOption } from '../../validate';
 import { pause } from '../../watch-abort';
 import { MAX_READ_COUNT, type OutputBatch, type OutputItem, afterOption, batchMax, batcher } from '../../durable/common/outputs';
 import { idParts, run, str } from '../log/sql';
+import { PoolGate } from '../log/gate';
 import { type PoolKey, type PostgresOptions, resolvePgOptions } from './options';
 import { retriedOnConnection } from './retry';
 import { rowItem } from './worker';
@@ -49,6 +50,8 @@ export function postgresOutputs<O = unknown>(options: PostgresOutputsOptions<O>)
 /** `postgresOutputs` for the entry point `what` (named in its errors), its pool in the option `poolKey`. */
 export function readPgOutputs<O>(options: PostgresOutputsOptions<O>, what: string, poolKey: PoolKey): PostgresOutputs<O> {
   const o = resolvePgOptions(options, what, ['from', 'after', 'count', 'pollInterval', 'signal'], poolKey);
+  // (Each read answered within the default callTimeout, else its connection destroyed and the read retried: gate.ts.)
+  const pool = new PoolGate(o.pool).pool;
   const { from = 'start', after, count = 256, pollInterval = 100, signal } = options;
   if (from !== 'start' && from !== 'end')
     throw invalidValue(`${what}: options.from must be 'start' or 'end', not ${describe(from)}`);
@@ -75,7 +78,7 @@ export function readPgOutputs<O>(options: PostgresOutputsOptions<O>, what: strin
     await retried(o.prepare);
     const cursors = new Map<number, [string, string]>();
     if (from === 'end') {
-      const { rows } = await retried(() => run(o.pool, `SELECT p, out_ms, out_seq FROM ${S}.groups WHERE fn = $1`, [fn]));
+      const { rows } = await retried(() => run(pool, `SELECT p, out_ms, out_seq FROM ${S}.groups WHERE fn = $1`, [fn]));
       for (const r of rows) {
         const p = Number(r.p);
         cursors.set(p, [str(r.out_ms), str(r.out_seq)]);
@@ -91,7 +94,7 @@ export function readPgOutputs<O>(options: PostgresOutputsOptions<O>, what: strin
       const now = ps.map((p) => cursors.get(p) ?? ['0', '0']);
       const { rows } = await retried(() =>
         run(
-          o.pool,
+          pool,
           `SELECT c.p, x.ms, x.seq, x.sid, x.oseq, x.key, x.field, x.data, x.tp
            FROM unnest($2::integer[], $3::bigint[], $4::bigint[]) AS c(p, ms, seq)
            CROSS JOIN LATERAL (SELECT ms, seq, sid, oseq, key, field, data, tp FROM ${S}.outputs o

@@ -4,16 +4,27 @@
 import { eachPair } from '../../durable/common/send-pairs';
 import type { Producer as AnyProducer } from '../../durable/common/clients';
 import { SendError } from '../../errors';
-import { integerArgument } from '../../validate';
+import { callTimeoutOption, integerArgument } from '../../validate';
 import { encodeChecked } from '../../durable/common/codec';
 import { activeTraceFields } from '../../durable/common/trace-context';
 import { checkKey, fnv1a } from '../../durable/common/keys';
+import { CALL_TIMEOUT_MS, PoolGate } from '../log/gate';
 import { PgLog, appendEventsManyPg } from '../log/pg-log';
-import { text } from '../log/sql';
+import { type PgPoolLike, text } from '../log/sql';
 import { type PgResolved, type PoolKey, type PostgresOptions, resolvePgOptions } from './options';
 
+/** A producer's options on Postgres only. */
+export interface PostgresProducerOnly {
+  /**
+   * The longest a send waits for Postgres' answer, ms (Infinity: no bound). Past it, its connection is destroyed and
+   * the send rejects with a `SendError` whose ids are unknown (the commit may have happened), its cause
+   * `ERR_VELO_POSTGRES_TIMEOUT`. Default 10000.
+   */
+  callTimeout?: number;
+}
+
 /** Options of `postgresProducer`. */
-export type PostgresProducerOptions<I = unknown> = PostgresOptions<I>;
+export type PostgresProducerOptions<I = unknown> = PostgresOptions<I> & PostgresProducerOnly;
 
 /** Appends events for a distributed stream function on Postgres; see `postgresProducer`. */
 export interface PostgresProducer<I> extends AnyProducer<I> {
@@ -54,11 +65,14 @@ const CHUNK = 1000;
 
 class Producer<I> implements PostgresProducer<I> {
   readonly #o: PgResolved<I>;
+  /** The user's pool, each statement answered within `callTimeout` (gate.ts). */
+  readonly #pool: PgPoolLike;
   /** For `lag()` only (a read: it holds no connection between calls). */
   readonly #log: PgLog;
-  constructor(o: PgResolved<I>) {
+  constructor(o: PgResolved<I>, callTimeout: number) {
     this.#o = o;
-    this.#log = new PgLog(o.pool, o.space, o.partitions, { listen: false });
+    this.#pool = new PoolGate(o.pool, callTimeout).pool;
+    this.#log = new PgLog(o.pool, o.space, o.partitions, { listen: false, callTimeout });
   }
 
   get partitions(): number {
@@ -99,7 +113,7 @@ class Producer<I> implements PostgresProducer<I> {
       const end = Math.min(n, start + CHUNK);
       try {
         const got = await appendEventsManyPg(
-          this.#o.pool,
+          this.#pool,
           this.#o.space,
           partitions.slice(start, end),
           items.slice(start, end),
@@ -142,5 +156,6 @@ export function postgresProducer<I = unknown>(options: PostgresProducerOptions<I
 
 /** `postgresProducer` for the entry point `what` (named in its errors), its pool in the option `poolKey`. */
 export function startPgProducer<I>(options: PostgresProducerOptions<I>, what: string, poolKey: PoolKey): PostgresProducer<I> {
-  return new Producer(resolvePgOptions(options, what, [], poolKey));
+  const o = resolvePgOptions(options, what, ['callTimeout'], poolKey);
+  return new Producer(o, callTimeoutOption(what, options.callTimeout === undefined ? CALL_TIMEOUT_MS : options.callTimeout));
 }

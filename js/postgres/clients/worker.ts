@@ -2,7 +2,7 @@
 // make in the user's own tables, in the transaction that commits them.
 import type { StreamFn } from '../../types';
 import { describe, invalidType } from '../../errors';
-import { integerOption } from '../../validate';
+import { callTimeoutOption, integerOption } from '../../validate';
 import type { WorkerBackend } from '../../durable/common/backend';
 import type { OutputItem, HandlerFailure } from '../../durable/common/outputs';
 import type { Codec } from '../../durable/common/codec';
@@ -10,6 +10,7 @@ import type { PartitionLog } from '../../durable/common/transport';
 import { type WorkerOptions, WORKER_KEYS, checkWorkerFn, startWorker } from '../../durable/engine/worker';
 import type { Migrate, Worker, SyncMigrate } from '../../durable/engine/worker-types';
 import type { CommitEffects, WrittenOutput } from '../log/commit';
+import { CALL_TIMEOUT_MS } from '../log/gate';
 import { PgLog } from '../log/pg-log';
 import { isConnectionError } from './retry';
 import { checkPoolSize, idOf, str } from '../log/sql';
@@ -40,9 +41,15 @@ export interface PostgresWorkerOnly<O = unknown> {
    * alone, called with its own outputs (the partition waits meanwhile). Different transactions run concurrently.
    */
   effects?: (tx: PostgresClient, outputs: readonly OutputItem<O>[]) => Promise<void>;
+  /**
+   * The longest one of the worker's own statements waits for Postgres' answer, ms (Infinity: no bound). Past it,
+   * its connection is destroyed and the call fails with `ERR_VELO_POSTGRES_TIMEOUT`: to `onError`, and retried as
+   * while Postgres is away. Your `effects` statements are not bounded by it. Default 10000.
+   */
+  callTimeout?: number;
 }
 
-const PG_WORKER_KEYS = [...WORKER_KEYS, 'listen', 'pollInterval', 'effects'];
+const PG_WORKER_KEYS = [...WORKER_KEYS, 'listen', 'pollInterval', 'effects', 'callTimeout'];
 
 /** A written output as a reader gets it. */
 export function writtenItem<O>(codec: Codec<O>, w: WrittenOutput): OutputItem<O> {
@@ -132,6 +139,7 @@ export function startPgWorker<I, O>(
   checkWorkerFn(fn, what);
   const o = resolvePgOptions(options as PostgresOptions<unknown>, what, PG_WORKER_KEYS, poolKey);
   const { listen = true, pollInterval = 200, effects } = options;
+  const callTimeout = callTimeoutOption(what, options.callTimeout === undefined ? CALL_TIMEOUT_MS : options.callTimeout);
   if (typeof listen !== 'boolean') throw invalidType(`${what}: options.listen must be a boolean, not ${describe(listen)}`);
   checkPoolSize(what, o.pool, listen);
   integerOption(what, 'pollInterval', pollInterval, 1, 60_000, 'from 1 to 60000 (ms)');
@@ -162,6 +170,7 @@ export function startPgWorker<I, O>(
           effects: onCommit,
           // A paused owner's transaction ends before its lease could run out: it never holds a takeover back.
           idleInTransaction: Math.max(1, Math.floor((options.leaseTtl ?? 10_000) / 2)),
+          callTimeout,
         }),
         o.prepare,
       ),

@@ -10,6 +10,7 @@
 // that end, which ran in an implicit transaction of their own, roll back with it; the client then refuses every
 // later call. A statement sent by the extended protocol is one statement (the server refuses more), read whole here.
 import { effectsClientError } from '../../errors';
+import { USER_STATEMENT } from './gate';
 import { MARK_CHECK, markCheckFailed, type PgClientLike, type PgResult } from './sql';
 
 /**
@@ -332,7 +333,9 @@ export function effectsClient(client: PgClientLike): {
       );
     }
     // (What is sent is what was read and checked: a plain object, each field read once.)
-    const send = (sent: string) => client.query(Object.assign(bare(sent), call, { text: sent }) as never);
+    // (Marked the user's: no callTimeout bounds it, gate.ts.)
+    const send = (sent: string) =>
+      client.query(Object.assign(bare(sent), call, { text: sent, [USER_STATEMENT]: true as const }) as never);
     if (list.length === 0 || !simpleProtocol(call)) return send(text);
     // (After a line break: a `--` comment at the text's end ends there.)
     return send(`${text}\n;${MARK_CHECK}`).then(

@@ -2,22 +2,134 @@
 // it settles, a checked-out connection until its release), and none starts once the log is closing (ERR_VELO_CLOSED,
 // without touching the pool). `close()` resolves once nothing is in flight: the user may end the pool right after a
 // worker's close() resolved, and no call of velo-stream meets the ended pool.
-import { workerClosedError } from '../../errors';
+//
+// Each statement of velo-stream's own gets an answer within `callTimeout`, or fails with ERR_VELO_POSTGRES_TIMEOUT
+// and its connection is destroyed: a server that vanished without a word (a host gone, a network that drops
+// packets) leaves a socket open that answers nothing until the system's TCP timeout, a quarter of an hour. The
+// statements of the user's `effects` (marked `USER_STATEMENT` by the effects client) are not bounded: a long one of
+// theirs is allowed. Waiting for a connection of the pool is the pool's own (`connectionTimeoutMillis`).
+import { postgresTimeoutError, workerClosedError } from '../../errors';
 import { RAW_CLIENT } from './begun';
 import { type ConnectionErrors, type PgClientLike, type PgPoolLike, type PgResult, RAW_POOL, connectListening } from './sql';
+
+/** On a statement of the user's (`effects`): not bounded by `callTimeout`. */
+export const USER_STATEMENT = Symbol('velo.userStatement');
+
+/** The default `callTimeout` of the log's statements, ms. */
+export const CALL_TIMEOUT_MS = 10_000;
+
+type Statement = { name?: string; text: string; values?: unknown[] };
+/** A statement node-postgres runs by its callback (begun.ts's `Begun`). */
+type Submittable = { submit: unknown; callback?: (error: Error | null, result: unknown) => void };
+
+/** node-postgres' `Query`, as `Watched` extends it. */
+type PgQueryClass = new (config: Statement) => { submit(connection: PgConnection): unknown };
+/** The part of a node-postgres connection a timeout uses: its socket. */
+type PgConnection = { stream?: { destroy?: unknown } };
+/** A statement that calls `sent` with its connection as node-postgres sends it (for the pool's own `query()`). */
+type WatchedClass = new (config: Statement, sent: (connection: PgConnection) => void) => Statement;
+
+/** `Watched` per node-postgres `Query` class (one per copy of pg in the process), or null for a pool without one. */
+const watched = new WeakMap<object, WatchedClass>();
+
+/** The `Watched` of `pool`'s own node-postgres (pg.Pool's `Client.Query`), or null when it is not pg.Pool. */
+function watchedOf(pool: PgPoolLike): WatchedClass | null {
+  const Query = (pool as { Client?: { Query?: unknown } }).Client?.Query;
+  if (typeof Query !== 'function' || typeof (Query.prototype as { submit?: unknown } | undefined)?.submit !== 'function') {
+    return null;
+  }
+  let Watched = watched.get(Query);
+  if (Watched === undefined) {
+    Watched = class Watched extends (Query as PgQueryClass) {
+      readonly #sent: (connection: PgConnection) => void;
+      constructor(config: Statement, sent: (connection: PgConnection) => void) {
+        super(config);
+        this.#sent = sent;
+      }
+      override submit(connection: PgConnection): unknown {
+        this.#sent(connection);
+        return super.submit(connection);
+      }
+    } as unknown as WatchedClass;
+    watched.set(Query, Watched);
+  }
+  return Watched;
+}
+
+/** Destroys a node-postgres connection's socket: its statements in flight fail at once. */
+function destroy(connection: PgConnection | undefined): void {
+  const stream = connection?.stream;
+  if (typeof stream?.destroy === 'function') (stream.destroy as () => void)();
+}
+
+/** Destroys `client`'s socket (node-postgres' `connection.stream`): its statements in flight fail at once. */
+function cut(client: PgClientLike): void {
+  const raw = (client as { [RAW_CLIENT]?: object })[RAW_CLIENT] ?? client;
+  destroy((raw as { connection?: PgConnection }).connection);
+}
+
+/** What a timeout names: the statement's name, or its first words. */
+function statementOf(config: unknown): string {
+  const c = config as Partial<Statement> | string;
+  const text = typeof c === 'string' ? c : (c.name ?? c.text ?? '');
+  return `velo-stream's statement ${JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}...` : text)}`;
+}
+
+/**
+ * One statement's bound: armed when it is sent, with what destroys its connection. Past `ms`, the connection is
+ * destroyed and the statement fails with ERR_VELO_POSTGRES_TIMEOUT instead of its own failure ("Connection
+ * terminated", which the destruction caused).
+ */
+class Deadline {
+  #timer: NodeJS.Timeout | undefined;
+  #timedOut: Error | undefined;
+  constructor(
+    readonly ms: number,
+    readonly statement: unknown,
+  ) {}
+
+  arm(destroyConnection: () => void): void {
+    this.#timer = setTimeout(() => {
+      this.#timedOut = postgresTimeoutError(this.ms, `${statementOf(this.statement)} (its connection was destroyed)`);
+      destroyConnection();
+    }, this.ms);
+  }
+
+  /** The statement answered (`error`: its failure, if it failed): what its caller gets. */
+  settled<E>(error: E): E | Error {
+    clearTimeout(this.#timer);
+    return error === null || error === undefined ? error : (this.#timedOut ?? error);
+  }
+
+  settle<T>(call: Promise<T>): Promise<T> {
+    return call.then(
+      (result) => {
+        clearTimeout(this.#timer);
+        return result;
+      },
+      (error: unknown) => {
+        throw this.settled(error);
+      },
+    );
+  }
+}
 
 export class PoolGate {
   /** The pool the log calls: the user's, behind the door. */
   readonly pool: PgPoolLike;
   readonly #inflight = new Set<Promise<void>>();
+  readonly #ms: number;
   #closed = false;
 
-  constructor(raw: PgPoolLike) {
+  /** `callTimeout`: ms (Infinity: none). */
+  constructor(raw: PgPoolLike, callTimeout = CALL_TIMEOUT_MS) {
+    this.#ms = callTimeout;
     this.pool = {
       [RAW_POOL]: raw,
-      query: (config: { name?: string; text: string; values?: unknown[] } | string, values?: unknown[]): Promise<PgResult> => {
+      query: (config: Statement | string, values?: unknown[]): Promise<PgResult> => {
         if (this.#closed) return Promise.reject(workerClosedError());
-        return this.#track(raw.query(typeof config === 'string' ? { text: config, values } : config));
+        const statement = typeof config === 'string' ? { text: config, values } : config;
+        return this.#track(this.#ms === Infinity ? raw.query(statement) : this.#poolQuery(raw, statement));
       },
       // (`onError` on the user's client as its pool hands it over: sql.ts, connectListening.)
       connect: async (onError?: ConnectionErrors): Promise<PgClientLike> => {
@@ -35,7 +147,10 @@ export class PoolGate {
         // (What velo-stream uses of a client: its release ends the checkout's count. The client itself, for begun.ts.)
         const gated: PgClientLike & { [RAW_CLIENT]: PgClientLike } = {
           [RAW_CLIENT]: client,
-          query: (config: never, values?: unknown[]) => client.query(config, values),
+          query: (config: never, values?: unknown[]) =>
+            this.#ms === Infinity || (config as { [USER_STATEMENT]?: true })[USER_STATEMENT] === true
+              ? client.query(config, values)
+              : this.#within(client, config, values),
           release: (destroy?: boolean | Error) => {
             done();
             client.release(destroy);
@@ -58,6 +173,52 @@ export class PoolGate {
         return raw.waitingCount;
       },
     } as PgPoolLike;
+  }
+
+  /**
+   * `config` on `client` within the gate's `callTimeout` (`Deadline`). A submittable (begun.ts) answers through its
+   * callback, which gets the same.
+   */
+  #within(client: PgClientLike, config: unknown, values?: unknown[]): Promise<PgResult> {
+    const deadline = new Deadline(this.#ms, config);
+    deadline.arm(() => cut(client));
+    const submittable = config as Submittable;
+    if (typeof submittable.submit !== 'function') return deadline.settle(client.query(config as never, values));
+    const callback = submittable.callback;
+    submittable.callback = (error, result) => {
+      const failed = deadline.settled(error);
+      callback?.(failed, result);
+    };
+    return client.query(config as never, values);
+  }
+
+  /**
+   * A statement on a connection of `raw`, bounded as `#within` from when it is sent (a wait for the pool's connection
+   * is the pool's). On pg.Pool, its own `query()` runs it (`Watched`: the pool destroys a connection whose statement
+   * failed); on another pool, a connection is checked out for it (`#connectedQuery`).
+   */
+  #poolQuery(raw: PgPoolLike, statement: Statement): Promise<PgResult> {
+    const Watched = watchedOf(raw);
+    if (Watched === null) return this.#connectedQuery(raw, statement);
+    const deadline = new Deadline(this.#ms, statement);
+    return deadline.settle(raw.query(new Watched(statement, (connection) => deadline.arm(() => destroy(connection)))));
+  }
+
+  /** `#poolQuery` on a connection checked out of `raw`: given back, or destroyed when its statement failed. */
+  async #connectedQuery(raw: PgPoolLike, statement: Statement): Promise<PgResult> {
+    let lost: Error | undefined;
+    const onError = (error: Error) => (lost ??= error);
+    const client = await connectListening(raw, onError);
+    let failed: Error | undefined;
+    try {
+      return await this.#within(client, statement);
+    } catch (error) {
+      failed = error as Error;
+      throw error;
+    } finally {
+      client.removeListener('error', onError);
+      client.release(failed ?? lost);
+    }
   }
 
   #add(settled: Promise<void>): void {

@@ -101,6 +101,11 @@ export interface PgLogOptions {
    * worker sets it to half its lease, so that a paused owner never holds a takeover back. Default 5000.
    */
   readonly idleInTransaction?: number;
+  /**
+   * The longest one of the log's own statements waits for its answer, ms (Infinity: no bound): past it, its
+   * connection is destroyed and it fails with ERR_VELO_POSTGRES_TIMEOUT (gate.ts). Default 10000.
+   */
+  readonly callTimeout?: number;
 }
 
 /** A function's place in Postgres: its quoted schema, its name, its NOTIFY channel. */
@@ -218,7 +223,7 @@ export class PgLog implements PartitionLog {
     pool: PgPoolLike,
     space: PgSpace,
     partitions: number,
-    options: Pick<PgLogOptions, 'onError' | 'pollInterval' | 'listen' | 'effects' | 'idleInTransaction'> = {},
+    options: Pick<PgLogOptions, 'onError' | 'pollInterval' | 'listen' | 'effects' | 'idleInTransaction' | 'callTimeout'> = {},
   ) {
     checkPool('PgLog', pool);
     checkPartitions('PgLog', partitions);
@@ -228,7 +233,7 @@ export class PgLog implements PartitionLog {
     }
     const onError = options.onError ?? (() => {});
     if (typeof onError !== 'function') throw invalidType(`PgLog: "onError" must be a function, not ${describe(onError)}`);
-    this.#gate = new PoolGate(pool);
+    this.#gate = new PoolGate(pool, options.callTimeout);
     this.#pool = this.#gate.pool;
     this.#S = space.S;
     this.#fn = space.fn;
@@ -238,7 +243,7 @@ export class PgLog implements PartitionLog {
     const listen = options.listen ?? true;
     if (typeof listen !== 'boolean') throw invalidType(`PgLog: "listen" must be a boolean, not ${describe(listen)}`);
     this.#waiter = new Waiter(pool, listen ? space.channel : null, onError);
-    this.#renewals = new Renewals(pool, space.S, space.fn);
+    this.#renewals = new Renewals(this.#pool, space.S, space.fn);
     if (options.effects !== undefined && typeof options.effects !== 'function') {
       throw invalidType(`PgLog: "effects" must be a function, not ${describe(options.effects)}`);
     }

@@ -2,7 +2,7 @@
 // distributed stream function: they must agree on the name, the partition
 // count and the codec.
 import { describe, invalidType, invalidValue } from '../../errors';
-import { integerOption } from '../../validate';
+import { callTimeoutOption as checkCallTimeout } from '../../validate';
 import { isWellFormed } from '../../text';
 import { type Codec, jsonCodec } from '../../durable/common/codec';
 import { type ShapeOptions, checkShape } from '../../durable/common/shape';
@@ -94,13 +94,9 @@ export function checkGroupName(what: string, option: string, value: unknown): as
 /** `callTimeout`'s default, ms: as long as `redisClientOptions`' socket timeout, which bounds a call on an idle connection. */
 export const CALL_TIMEOUT_MS = 5000;
 
-/** The longest `callTimeout` short of none, ms (Node's longest timer). */
-const MAX_CALL_TIMEOUT_MS = 2 ** 31 - 1;
-
-/** Checks a `callTimeout` option of `fn`: an integer from 1 to 2^31-1 ms, or Infinity (no bound). */
+/** Checks a `callTimeout` option of `fn` (validate.ts), `CALL_TIMEOUT_MS` when not given. */
 export function callTimeoutOption(fn: string, value: unknown = CALL_TIMEOUT_MS): number {
-  if (value === Infinity) return value;
-  return integerOption(fn, 'callTimeout', value, 1, MAX_CALL_TIMEOUT_MS, `from 1 to ${MAX_CALL_TIMEOUT_MS} (ms), or Infinity`);
+  return checkCallTimeout(fn, value);
 }
 
 export { MAX_KEY_BYTES, checkKey, fnv1a } from '../../durable/common/keys';

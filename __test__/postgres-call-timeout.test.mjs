@@ -1,0 +1,197 @@
+// `callTimeout` on Postgres: a connection that goes silent for good (a server host gone without a word, behind a
+// proxy that keeps it open) holds a statement of velo-stream's for `callTimeout` at most. Then the connection is
+// destroyed and the call fails with ERR_VELO_POSTGRES_TIMEOUT: a worker serves again on new connections, a send
+// rejects with its ids unknown and the next send goes through. The statements of the user's `effects` are not
+// bounded by it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { postgresKeyOutputs, postgresProducer, postgresWorker } from 'velo-stream/postgres';
+import { sessionOutputs, sessionProducer, sessionWorker } from 'velo-stream/durable';
+import { streamFn } from 'velo-stream';
+import { startPostgres } from './helpers/postgres-server.mjs';
+import { fresh } from './helpers/redis-suite.mjs';
+import { startProxy } from './helpers/tcp-proxy.mjs';
+import { eventually } from './helpers/redis-fixtures.mjs';
+
+const PARTITIONS = 4;
+
+const echo = streamFn(async function* echo(events) {
+  for await (const e of events) yield e;
+});
+
+/** The function's outputs in the table, by key: how many each. */
+async function outputCounts(pool, name) {
+  const { rows } = await pool.query('SELECT key, count(*)::int AS n FROM velo_stream.outputs WHERE fn = $1 GROUP BY key', [name]);
+  return Object.fromEntries(rows.map((r) => [r.key, r.n]));
+}
+
+test('a worker whose connections go silent for good serves again within callTimeout, on new connections', async () => {
+  const server = await startPostgres();
+  const proxy = await startProxy(server.port);
+  const name = fresh('silent');
+  const pool = new pg.Pool({ ...server.config, port: proxy.port, max: 6 });
+  pool.on('error', () => {});
+  const direct = server.pool({ max: 2 });
+  const errors = [];
+  const worker = postgresWorker(echo, {
+    pool,
+    name,
+    partitions: PARTITIONS,
+    leaseTtl: 3000,
+    callTimeout: 1000,
+    onError: (error) => errors.push(error),
+  });
+  const producer = postgresProducer({ pool: direct, name, partitions: PARTITIONS });
+  try {
+    await eventually(() => worker.stats().owned.length === PARTITIONS, 'the worker owns every partition', 30_000);
+    await producer.send('before', { n: 1 });
+    await eventually(() => worker.stats().outputs >= 1, 'the first output', 30_000);
+    assert.ok(proxy.strand() > 0, "the worker's connections");
+    await producer.send('after', { n: 2 });
+    await eventually(async () => (await outputCounts(direct, name)).after === 1, 'an output after the silence', 60_000);
+    const timeouts = errors.filter((e) => e.code === 'ERR_VELO_POSTGRES_TIMEOUT');
+    assert.ok(timeouts.length >= 1, errors.map((e) => `${e.code} ${e.message}`).join('\n'));
+    assert.equal(timeouts[0].timeout, 1000);
+    assert.match(timeouts[0].message, /velo-stream's statement .*its connection was destroyed.*callTimeout \(1000 ms\)/);
+  } finally {
+    await worker.close();
+  }
+  try {
+    assert.deepEqual(await outputCounts(direct, name), { before: 1, after: 1 });
+    assert.deepEqual(
+      errors.filter((e) => e.code === 'ERR_VELO_CLOSE_TIMEOUT'),
+      [],
+      'close() did not wait for a silent connection',
+    );
+  } finally {
+    await pool.end();
+    await direct.end();
+    await proxy.stop();
+    await server.stop();
+  }
+});
+
+test('a send on a connection gone silent rejects within callTimeout, its ids unknown; the next send goes through', async () => {
+  const server = await startPostgres();
+  const proxy = await startProxy(server.port);
+  const name = fresh('silent-send');
+  const pool = new pg.Pool({ ...server.config, port: proxy.port, max: 1 });
+  pool.on('error', () => {});
+  try {
+    for (const producer of [
+      postgresProducer({ pool, name, partitions: PARTITIONS, callTimeout: 500 }),
+      sessionProducer({ client: pool, name, partitions: PARTITIONS, callTimeout: 500 }),
+    ]) {
+      await producer.send('k', { n: 1 });
+      assert.equal(proxy.strand(), 1, "the pool's one connection, idle");
+      const error = await producer.send('k', { n: 2 }).then(
+        () => assert.fail('the send resolved'),
+        (e) => e,
+      );
+      assert.equal(error.code, 'ERR_VELO_SEND_FAILED');
+      assert.deepEqual(error.ids, [undefined], 'unknown: the statement may have committed');
+      assert.equal(error.cause.code, 'ERR_VELO_POSTGRES_TIMEOUT');
+      assert.equal(error.cause.timeout, 500);
+      assert.match(await producer.send('k', { n: 3 }), /^\d+-\d+$/);
+    }
+  } finally {
+    await pool.end();
+    await proxy.stop();
+    await server.stop();
+  }
+});
+
+test('a reader whose connection goes silent for good reads on, each output once, in order', async () => {
+  const server = await startPostgres();
+  const proxy = await startProxy(server.port);
+  const name = fresh('silent-read');
+  const pool = new pg.Pool({ ...server.config, port: proxy.port, max: 1 });
+  pool.on('error', () => {});
+  const direct = server.pool({ max: 4 });
+  const worker = postgresWorker(echo, { pool: direct, name, partitions: PARTITIONS });
+  const producer = postgresProducer({ pool: direct, name, partitions: PARTITIONS });
+  const readers = [
+    ['sessionOutputs', sessionOutputs({ client: pool, name, partitions: PARTITIONS })],
+    ['postgresKeyOutputs', postgresKeyOutputs({ pool, name, partitions: PARTITIONS, key: 'postgresKeyOutputs' })],
+  ];
+  try {
+    for (const [what, reader] of readers) {
+      const iterator = reader[Symbol.asyncIterator]();
+      const n = what.length;
+      await producer.send(what, { n });
+      assert.deepEqual((await iterator.next()).value.value, { n }, what);
+      assert.equal(proxy.strand(), 1, `${what}: the pool's one connection`);
+      await producer.send(what, { n: n + 1 });
+      // The read in flight (or the next) meets the silent connection: past the default callTimeout, it is read again.
+      assert.deepEqual((await iterator.next()).value.value, { n: n + 1 }, what);
+      await iterator.return();
+    }
+  } finally {
+    await worker.close();
+    await pool.end();
+    await direct.end();
+    await proxy.stop();
+    await server.stop();
+  }
+});
+
+test("callTimeout does not bound the statements of the user's effects", async () => {
+  const server = await startPostgres();
+  const name = fresh('slow-effects');
+  const pool = server.pool({ max: 6 });
+  const errors = [];
+  const slept = [];
+  const worker = postgresWorker(echo, {
+    pool,
+    name,
+    partitions: PARTITIONS,
+    callTimeout: 200,
+    onError: (error) => errors.push(error),
+    effects: async (tx, outputs) => {
+      await tx.query('SELECT pg_sleep(0.6)');
+      slept.push(...outputs.map((o) => o.key));
+    },
+  });
+  const producer = postgresProducer({ pool, name, partitions: PARTITIONS });
+  try {
+    await producer.send('slow', { n: 1 });
+    await eventually(async () => (await outputCounts(pool, name)).slow === 1, 'the output, committed with its effects', 30_000);
+    assert.deepEqual(slept, ['slow']);
+    assert.deepEqual(
+      errors.map((e) => e.code),
+      [],
+      errors.map((e) => e.message),
+    );
+  } finally {
+    await worker.close();
+    await pool.end();
+    await server.stop();
+  }
+});
+
+test('callTimeout: an integer from 1 to 2^31-1 ms, or Infinity, on the worker and the producer', async () => {
+  const server = await startPostgres();
+  const pool = server.pool({ max: 4 });
+  const name = fresh('call-timeout-options');
+  try {
+    for (const callTimeout of [0, -1, 1.5, 2 ** 31, NaN, '1000', null]) {
+      for (const start of [
+        () => postgresWorker(echo, { pool, name, callTimeout }),
+        () => sessionWorker(echo, { client: pool, name, callTimeout }),
+        () => postgresProducer({ pool, name, callTimeout }),
+        () => sessionProducer({ client: pool, name, callTimeout }),
+      ]) {
+        assert.throws(start, (e) => e.code === 'ERR_OUT_OF_RANGE' && /callTimeout/.test(e.message), String(callTimeout));
+      }
+    }
+    const worker = postgresWorker(echo, { pool, name, partitions: PARTITIONS, callTimeout: Infinity });
+    const producer = postgresProducer({ pool, name, partitions: PARTITIONS, callTimeout: Infinity });
+    await producer.send('k', 1);
+    await eventually(() => worker.stats().outputs === 1, 'an output without a bound', 30_000);
+    await worker.close();
+  } finally {
+    await pool.end();
+    await server.stop();
+  }
+});
