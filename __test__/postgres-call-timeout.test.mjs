@@ -9,6 +9,7 @@ import pg from 'pg';
 import { postgresKeyOutputs, postgresProducer, postgresWorker } from 'velo-stream/postgres';
 import { sessionOutputs, sessionProducer, sessionWorker } from 'velo-stream/durable';
 import { streamFn } from 'velo-stream';
+import { isConnectionError } from '#testing';
 import { startPostgres } from './helpers/postgres-server.mjs';
 import { fresh } from './helpers/redis-suite.mjs';
 import { startProxy } from './helpers/tcp-proxy.mjs';
@@ -65,6 +66,40 @@ test('a worker whose connections go silent for good serves again within callTime
       'close() did not wait for a silent connection',
     );
   } finally {
+    await pool.end();
+    await direct.end();
+    await proxy.stop();
+    await server.stop();
+  }
+});
+
+test("a worker's LISTEN connection gone silent for good is found out and replaced", async () => {
+  const server = await startPostgres();
+  const proxy = await startProxy(server.port);
+  const name = fresh('silent-listen');
+  const pool = new pg.Pool({ ...server.config, port: proxy.port, max: 6 });
+  pool.on('error', () => {});
+  const direct = server.pool({ max: 2 });
+  // The server's sessions that LISTEN (their last statement a LISTEN of velo-stream's), idle.
+  const listening = async () =>
+    (await direct.query("SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN velo_%' AND state = 'idle'")).rows.map(
+      (r) => r.pid,
+    );
+  const errors = [];
+  const worker = postgresWorker(echo, { pool, name, partitions: PARTITIONS, callTimeout: 1000, onError: (e) => errors.push(e) });
+  const producer = postgresProducer({ pool: direct, name, partitions: PARTITIONS });
+  try {
+    await producer.send('before', { n: 1 });
+    await eventually(() => worker.stats().outputs >= 1, 'the first output', 30_000);
+    const before = await listening();
+    assert.equal(before.length, 1, 'one LISTEN connection');
+    proxy.strand();
+    // Nothing closes the stranded session: the server still has it, LISTENing.
+    await eventually(async () => (await listening()).some((pid) => !before.includes(pid)), 'a new LISTEN connection', 60_000);
+    await producer.send('after', { n: 2 });
+    await eventually(async () => (await outputCounts(direct, name)).after === 1, 'an output after the silence', 60_000);
+  } finally {
+    await worker.close();
     await pool.end();
     await direct.end();
     await proxy.stop();
@@ -168,6 +203,85 @@ test("callTimeout does not bound the statements of the user's effects", async ()
     await pool.end();
     await server.stop();
   }
+});
+
+test("a connection gone silent under a statement of the user's effects is found out: destroyed, the commit retried, its effects once", async () => {
+  const server = await startPostgres();
+  const proxy = await startProxy(server.port);
+  const name = fresh('silent-effects');
+  const pool = new pg.Pool({ ...server.config, port: proxy.port, max: 6 });
+  pool.on('error', () => {});
+  const direct = server.pool({ max: 2 });
+  await direct.query('CREATE TABLE IF NOT EXISTS silent_ledger (key text, n int)');
+  const errors = [];
+  let stranded = false;
+  const worker = postgresWorker(echo, {
+    pool,
+    name,
+    partitions: 1,
+    leaseTtl: 60_000,
+    callTimeout: 1000,
+    onError: (error) => errors.push(error),
+    effects: async (tx, outputs) => {
+      // The first commit's connection goes silent as its effects send their statement.
+      if (!stranded) stranded = proxy.strand() > 0;
+      for (const o of outputs) await tx.query('INSERT INTO silent_ledger VALUES ($1, $2)', [o.key, o.value.n]);
+    },
+  });
+  const producer = postgresProducer({ pool: direct, name, partitions: 1 });
+  try {
+    await producer.send('k', { n: 1 });
+    await eventually(async () => (await outputCounts(direct, name)).k === 1, 'the output, committed with its effects', 60_000);
+    assert.ok(stranded);
+    const { rows } = await direct.query('SELECT key, n FROM silent_ledger');
+    assert.deepEqual(rows, [{ key: 'k', n: 1 }], 'the effects once');
+    assert.ok(
+      errors.some((e) => e.code === 'ERR_VELO_POSTGRES_TIMEOUT' && /statement of effects/.test(e.message)),
+      errors.map((e) => `${e.code} ${e.message}`).join('\n'),
+    );
+  } finally {
+    await worker.close();
+    await pool.end();
+    await direct.end();
+    await proxy.stop();
+    await server.stop();
+  }
+});
+
+test('a send whose connection the pool could not open within its connectionTimeoutMillis: its ids null (nothing sent)', async () => {
+  const server = await startPostgres();
+  const proxy = await startProxy(server.port);
+  const name = fresh('not-opened');
+  const pool = new pg.Pool({ ...server.config, port: proxy.port, max: 1, connectionTimeoutMillis: 300 });
+  pool.on('error', () => {});
+  const producer = postgresProducer({ pool, name, partitions: PARTITIONS, callTimeout: 500 });
+  try {
+    await producer.send('k', { n: 1 });
+    // The pool's one connection goes silent, so that it is destroyed (callTimeout); the next opens no further than
+    // the proxy, which holds its bytes.
+    proxy.strand();
+    await producer.send('k', { n: 2 }).catch(() => {});
+    proxy.hold();
+    const error = await producer.send('k', { n: 3 }).then(
+      () => assert.fail('the send resolved'),
+      (e) => e,
+    );
+    assert.equal(error.code, 'ERR_VELO_SEND_FAILED');
+    assert.deepEqual(error.ids, [null], String(error.cause));
+    assert.match(error.cause.message, /connection timeout/);
+  } finally {
+    await pool.end();
+    await proxy.stop();
+    await server.stop();
+  }
+});
+
+test("node-postgres' failures to open a connection in time count as Postgres away", () => {
+  for (const message of ['timeout exceeded when trying to connect', 'Connection terminated due to connection timeout']) {
+    assert.equal(isConnectionError(new Error(message)), true, message);
+  }
+  assert.equal(isConnectionError(Object.assign(new Error('x'), { code: 'ERR_VELO_POSTGRES_TIMEOUT' })), true);
+  assert.equal(isConnectionError(Object.assign(new Error('duplicate key'), { code: '23505' })), false);
 });
 
 test('callTimeout: an integer from 1 to 2^31-1 ms, or Infinity, on the worker and the producer', async () => {

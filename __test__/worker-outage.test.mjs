@@ -50,6 +50,14 @@ test('Outage: RETRY_MS without an outage; during one a quarter of its length, wi
   now += 10;
   assert.equal(outage.failed(), false);
   assert.equal(outage.retryMs(), RETRY_MS, 'a new outage starts short');
+  // A server that answers one call in two: each answer ends the outage, each failure starts one; still one report a second.
+  const flapping = [];
+  for (let t = 0; t < 3000; t += 5) {
+    now += 5;
+    if (t % 10 === 0) outage.reached();
+    else if (outage.failed()) flapping.push(t);
+  }
+  assert.ok(flapping.length <= 3, `${flapping.length} reports in 3 s of a flapping server`);
 });
 
 test("Outage: a loop's wait is at least its share of the worker's pace; a call that reaches the server ends the outage and every wait", async () => {
@@ -93,7 +101,10 @@ test("Outage: a loop's wait is at least its share of the worker's pace; a call t
   assert.equal(timers.size, 0);
   assert.equal(outage.waiting, 0);
   assert.equal(outage.retryMs(), RETRY_MS, 'over');
-  assert.equal(outage.failed(), true, "the next outage's first failure is reported at once");
+  // The next outage: its first failure is reported once a second has passed since the last report.
+  assert.equal(outage.failed(), false, 'within a second of the last report');
+  now += REPORT_EVERY_MS;
+  assert.equal(outage.failed(), true, 'a second after it');
   // wakeAll (the worker closing) ends the waits too.
   const closing = outage.wait();
   outage.wakeAll();

@@ -28,6 +28,7 @@ export { heldBounds } from './durable/engine/held-entries';
 export { PgLog, appendEventsManyPg, appendEventsPg, endsPg, outputEntriesPg, preparePg } from './postgres/log/pg-log';
 // A transaction of velo-stream on Postgres, for its statements as sent when the first is not velo-stream's own.
 export { transaction } from './postgres/log/sql';
+export { isConnectionError } from './postgres/clients/retry';
 // A partition's run and what its host needs, for the tests that drive the engine on a log (Postgres, in-memory).
 export { PartitionRun } from './durable/engine/partition-run';
 export { newCounters } from './durable/engine/partition-host';

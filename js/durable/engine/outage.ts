@@ -42,13 +42,13 @@ export class Outage {
     return this.#since >= 0 && now - this.#last <= QUIET_MS;
   }
 
-  /** A call failed because the backend could not be reached. Returns whether to report it (one a second). */
+  /**
+   * A call failed because the backend could not be reached. Returns whether to report it: one a second, also across
+   * outages (a server that answers one call in two starts one at each failure).
+   */
   failed(): boolean {
     const now = this.clock.now();
-    if (!this.#on(now)) {
-      this.#since = now;
-      this.#reported = -1;
-    }
+    if (!this.#on(now)) this.#since = now;
     this.#last = now;
     if (this.#reported >= 0 && now - this.#reported < REPORT_EVERY_MS) return false;
     this.#reported = now;

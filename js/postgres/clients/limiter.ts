@@ -173,6 +173,7 @@ class PostgresLimiterStore implements LimiterStore<'postgres'> {
     if (this.#sub !== null) return void this.#sub.listener.sync();
     const listening: Listening = {
       channel: this.#channel,
+      callTimeout: this.#o.callTimeout,
       notify: (payload) => onHint(payload ?? ''),
       // (The shared connection failed: its next sync listens again; the waiters poll meanwhile.)
       onError: () => {},

@@ -50,13 +50,17 @@ export interface PostgresProducer<I> extends AnyProducer<I> {
   lag(keyOrPartition: string | number): Promise<number>;
 }
 
+/** node-postgres' words for a connection not made within the pool's `connectionTimeoutMillis` (pg-pool's, pg's). */
+const NOT_CONNECTED = /^(?:timeout exceeded when trying to connect|Connection terminated due to connection timeout)$/;
+
 /**
  * Whether `error` is a connection refused, by the socket or by a server starting or shutting down (57P03, at the
- * connection's start): nothing was sent, nothing written. Maybe one per address tried.
+ * connection's start), or not made in time: nothing was sent, nothing written. Maybe one per address tried.
  */
 function isRefused(error: unknown): boolean {
-  const e = error as { code?: unknown; errors?: unknown } | null;
+  const e = error as { code?: unknown; errors?: unknown; message?: unknown } | null;
   if (e?.code === 'ECONNREFUSED' || e?.code === '57P03') return true;
+  if (e?.code === undefined && typeof e?.message === 'string' && NOT_CONNECTED.test(e.message)) return true;
   return Array.isArray(e?.errors) && e.errors.length > 0 && e.errors.every(isRefused);
 }
 

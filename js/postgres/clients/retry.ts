@@ -20,8 +20,12 @@ const CODES = new Set([
   '08004',
   '08006',
 ]);
-/** node-postgres' own words for a connection that ended under a query or could not be made. */
-const MESSAGES = /Connection terminated|connection timeout|Client has encountered a connection error|Connection ended/i;
+/**
+ * node-postgres' own words for a connection that ended under a query or could not be made (pg-pool's
+ * `connectionTimeoutMillis` passed: "timeout exceeded when trying to connect").
+ */
+const MESSAGES =
+  /Connection terminated|connection timeout|Client has encountered a connection error|Connection ended|timeout exceeded when trying to connect/i;
 
 /** Whether `error` says the connection to Postgres was lost or refused (not that a statement failed). */
 export function isConnectionError(error: unknown): boolean {

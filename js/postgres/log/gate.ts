@@ -88,9 +88,10 @@ class Deadline {
     readonly statement: unknown,
   ) {}
 
-  arm(destroyConnection: () => void): void {
+  arm(destroyConnection: () => void, onTimeout?: (error: Error) => void): void {
     this.#timer = setTimeout(() => {
       this.#timedOut = postgresTimeoutError(this.ms, `${statementOf(this.statement)} (its connection was destroyed)`);
+      onTimeout?.(this.#timedOut);
       destroyConnection();
     }, this.ms);
   }
@@ -113,6 +114,39 @@ class Deadline {
     );
   }
 }
+
+/**
+ * `config` on `client` (a checked-out connection) within `ms` (`Deadline`); `onTimeout` is told the timeout error
+ * before the connection is destroyed. A submittable (begun.ts) answers through its callback, which gets the same.
+ */
+export function queryWithin(
+  client: PgClientLike,
+  config: unknown,
+  values: unknown[] | undefined,
+  ms: number,
+  onTimeout?: (error: Error) => void,
+): Promise<PgResult> {
+  const deadline = new Deadline(ms, config);
+  deadline.arm(() => cut(client), onTimeout);
+  const submittable = config as Submittable;
+  if (typeof submittable.submit !== 'function') return deadline.settle(client.query(config as never, values));
+  const callback = submittable.callback;
+  submittable.callback = (error, result) => {
+    const failed = deadline.settled(error);
+    callback?.(failed, result);
+  };
+  return client.query(config as never, values);
+}
+
+/**
+ * Whether the asking connection sees its own process (`$3`: it is no pooler's), and server process `$1` lives
+ * (`found`) and has waited for its client's next statement for `$2` ms or more (`waiting`: idle, or idle in a
+ * transaction).
+ */
+const PROCESS_STATE = `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $3) AS seen,
+  EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1) AS found,
+  EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state LIKE 'idle%'
+            AND clock_timestamp() - state_change >= $2::double precision * interval '1 millisecond') AS waiting`;
 
 export class PoolGate {
   /** The pool the log calls: the user's, behind the door. */
@@ -148,9 +182,11 @@ export class PoolGate {
         const gated: PgClientLike & { [RAW_CLIENT]: PgClientLike } = {
           [RAW_CLIENT]: client,
           query: (config: never, values?: unknown[]) =>
-            this.#ms === Infinity || (config as { [USER_STATEMENT]?: true })[USER_STATEMENT] === true
+            this.#ms === Infinity
               ? client.query(config, values)
-              : this.#within(client, config, values),
+              : (config as { [USER_STATEMENT]?: true })[USER_STATEMENT] === true
+                ? this.#userQuery(raw, client, config, values)
+                : queryWithin(client, config, values, this.#ms),
           release: (destroy?: boolean | Error) => {
             done();
             client.release(destroy);
@@ -176,24 +212,79 @@ export class PoolGate {
   }
 
   /**
-   * `config` on `client` within the gate's `callTimeout` (`Deadline`). A submittable (begun.ts) answers through its
-   * callback, which gets the same.
+   * A statement of the user's `effects` on `client`: not bounded, but once it has waited `callTimeout`, and then as
+   * often, the server is asked (on another connection of `raw`, `#processState`) about the connection's process:
+   * one that ended, or that has waited for this client's next statement for `callTimeout` while this client waits
+   * for its answer, means the connection went silent; it is destroyed, and the statement fails with
+   * ERR_VELO_POSTGRES_TIMEOUT. A process running the statement (or waiting on a lock, or sending its rows) is left
+   * to it, and so is one the server cannot be asked about.
    */
-  #within(client: PgClientLike, config: unknown, values?: unknown[]): Promise<PgResult> {
-    const deadline = new Deadline(this.#ms, config);
-    deadline.arm(() => cut(client));
-    const submittable = config as Submittable;
-    if (typeof submittable.submit !== 'function') return deadline.settle(client.query(config as never, values));
-    const callback = submittable.callback;
-    submittable.callback = (error, result) => {
-      const failed = deadline.settled(error);
-      callback?.(failed, result);
+  #userQuery(raw: PgPoolLike, client: PgClientLike, config: unknown, values?: unknown[]): Promise<PgResult> {
+    const pid = (client as { processID?: unknown }).processID;
+    const call = client.query(config as never, values);
+    if (typeof pid !== 'number') return call;
+    let timer: NodeJS.Timeout | undefined;
+    let lost: Error | undefined;
+    let settled = false;
+    const look = () => {
+      this.#track(this.#processState(raw, pid)).then(
+        (state) => {
+          if (settled) return;
+          if (state !== 'lost') return void (timer = setTimeout(look, this.#ms));
+          lost = postgresTimeoutError(
+            this.#ms,
+            'A statement of effects: its connection went silent (its server process ended, or waits for it), and was destroyed',
+          );
+          cut(client);
+        },
+        // (The server not reached: asked again later.)
+        () => {
+          if (!settled) timer = setTimeout(look, this.#ms);
+        },
+      );
     };
-    return client.query(config as never, values);
+    timer = setTimeout(look, this.#ms);
+    return call.then(
+      (result) => {
+        settled = true;
+        clearTimeout(timer);
+        return result;
+      },
+      (error: unknown) => {
+        settled = true;
+        clearTimeout(timer);
+        throw lost ?? error;
+      },
+    );
   }
 
   /**
-   * A statement on a connection of `raw`, bounded as `#within` from when it is sent (a wait for the pool's connection
+   * Server process `pid` as seen from a connection of `raw`: 'lost' when it ended or has waited for its client for
+   * `callTimeout`, 'running' otherwise; 'unknown' when the asking connection cannot see its own process (a pooler
+   * such as PgBouncer gives a client an id of its own, which names no server process).
+   */
+  async #processState(raw: PgPoolLike, pid: number): Promise<'lost' | 'running' | 'unknown'> {
+    let lost: Error | undefined;
+    const onError = (error: Error) => (lost ??= error);
+    const client = await connectListening(raw, onError);
+    let failed: Error | undefined;
+    try {
+      const self = (client as { processID?: unknown }).processID;
+      const statement = { text: PROCESS_STATE, values: [pid, this.#ms, typeof self === 'number' ? self : -1] };
+      const row = (await queryWithin(client, statement, undefined, this.#ms)).rows[0];
+      if (row?.seen !== true) return 'unknown';
+      return row.found !== true || row.waiting === true ? 'lost' : 'running';
+    } catch (error) {
+      failed = error as Error;
+      throw error;
+    } finally {
+      client.removeListener('error', onError);
+      client.release(failed ?? lost);
+    }
+  }
+
+  /**
+   * A statement on a connection of `raw`, bounded as `queryWithin` from when it is sent (a wait for the pool's connection
    * is the pool's). On pg.Pool, its own `query()` runs it (`Watched`: the pool destroys a connection whose statement
    * failed); on another pool, a connection is checked out for it (`#connectedQuery`).
    */
@@ -211,7 +302,7 @@ export class PoolGate {
     const client = await connectListening(raw, onError);
     let failed: Error | undefined;
     try {
-      return await this.#within(client, statement);
+      return await queryWithin(client, statement, undefined, this.#ms);
     } catch (error) {
       failed = error as Error;
       throw error;

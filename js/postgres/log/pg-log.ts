@@ -58,7 +58,7 @@ import {
 } from './sql';
 import { Waiter, channelOf } from './waiter';
 import { Renewals } from './renewals';
-import { PoolGate } from './gate';
+import { CALL_TIMEOUT_MS, PoolGate } from './gate';
 import { type Fenced, type ReadAsk, readNew, readNewMany, readPending } from './read';
 
 export const READ_FENCED = 'the lease is gone: another worker owns the partition, or it expired';
@@ -242,7 +242,7 @@ export class PgLog implements PartitionLog {
     this.#pollInterval = poll;
     const listen = options.listen ?? true;
     if (typeof listen !== 'boolean') throw invalidType(`PgLog: "listen" must be a boolean, not ${describe(listen)}`);
-    this.#waiter = new Waiter(pool, listen ? space.channel : null, onError);
+    this.#waiter = new Waiter(pool, listen ? space.channel : null, onError, options.callTimeout ?? CALL_TIMEOUT_MS);
     this.#renewals = new Renewals(this.#pool, space.S, space.fn);
     if (options.effects !== undefined && typeof options.effects !== 'function') {
       throw invalidType(`PgLog: "effects" must be a function, not ${describe(options.effects)}`);

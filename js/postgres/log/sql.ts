@@ -94,7 +94,7 @@ export function poolExhaustedError(pool: PgPoolLike, ms: number): Error {
     `${str(pool.waitingCount ?? '?')} waiting`,
   ];
   return poolExhaustedErrorOf(
-    `The pool has given velo-stream no connection for ${ms} ms (${counts.join(', ')}): every connection is checked out. Give the pool a larger "max" (docs/postgres.md: pool sizing); velo-stream goes on waiting.`,
+    `The pool has given velo-stream no connection for ${ms} ms (${counts.join(', ')}): every connection is checked out, or still opening. Give the pool a larger "max" (docs/postgres.md: pool sizing), and a "connectionTimeoutMillis" so that a connection the server does not answer stops opening; velo-stream goes on waiting.`,
   );
 }
 

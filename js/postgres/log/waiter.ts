@@ -6,6 +6,7 @@
 // every notification for it since on that connection naming its entry (an entry committed after the read's snapshot
 // notifies after it); a quiet partition whose newest named entry is after its position is ready without a look.
 import { createHash } from 'node:crypto';
+import { CALL_TIMEOUT_MS, queryWithin } from './gate';
 import { type PgClientLike, type PgPoolLike, connectWatched } from './sql';
 
 /** The NOTIFY channel of a function: a plain identifier made from a digest of its schema and name. */
@@ -29,6 +30,8 @@ let connections = 0;
 /** A subscriber of a pool's LISTEN connection: its channel's notifications, and the connection's errors. */
 export interface Listening {
   readonly channel: string;
+  /** Its log's `callTimeout`, ms (Infinity: none): the connection's statements are bounded by the least. */
+  readonly callTimeout: number;
   readonly notify: (payload: string | undefined) => void;
   readonly onError: (error: Error) => void;
 }
@@ -37,6 +40,11 @@ export interface Listening {
  * One LISTEN connection per pool in a process, shared by every log and reader on it (refcounted): taken from the
  * pool at the first subscription, LISTENing on the channels subscribed (added and removed as they come and go), and
  * destroyed when the last goes. So F functions on one pool hold one connection for their waits, not F.
+ *
+ * A connection gone silent for good (a host gone without a word) would hear nothing more while new connections
+ * work: its statements are answered within the subscribers' least `callTimeout`, and one that heard nothing for that
+ * long is asked a `SELECT 1` (once per such period: a pool's one statement); one not answered is destroyed, and its
+ * subscribers told (ERR_VELO_POSTGRES_TIMEOUT) as of any failure of it: their next wait LISTENs on a new one.
  */
 export class PoolListener {
   readonly #pool: PgPoolLike;
@@ -50,23 +58,77 @@ export class PoolListener {
   #queued = false;
   /** The connection LISTENing now, as a number no other connection of the process had (`connections`). */
   #connection = 0;
+  /** When the connection last heard from the server (a notification, an answer), by performance.now(). */
+  #heard = 0;
+  /** Asks a connection quiet for `#ms()` whether it is still there, while one is held. */
+  #liveness: NodeJS.Timeout | null = null;
+  /** The connection's statement went unanswered: the failure its subscribers are told of. */
+  #timedOut: Error | null = null;
 
   constructor(pool: PgPoolLike) {
     this.#pool = pool;
   }
 
   readonly #onNotification = (message: { channel: string; payload?: string }): void => {
+    this.#heard = performance.now();
     for (const sub of [...this.#subs]) if (sub.channel === message.channel) sub.notify(message.payload);
   };
 
   readonly #onClientError = (error: Error): void => {
     const client = this.#client;
     if (client === null) return;
-    this.#drop(client, error);
-    for (const sub of [...this.#subs]) sub.onError(error);
+    const failure = this.#timedOut ?? error;
+    this.#drop(client, failure);
+    for (const sub of [...this.#subs]) sub.onError(failure);
   };
 
+  /** The subscribers' least `callTimeout` (CALL_TIMEOUT_MS with none), ms. */
+  #ms(): number {
+    let ms = this.#subs.size === 0 ? CALL_TIMEOUT_MS : Infinity;
+    for (const sub of this.#subs) ms = Math.min(ms, sub.callTimeout);
+    return ms;
+  }
+
+  /** `text` on the connection, answered within `#ms()` or the connection destroyed. */
+  async #query(client: PgClientLike, text: string): Promise<void> {
+    const ms = this.#ms();
+    if (ms === Infinity) await client.query(text);
+    else await queryWithin(client, text, undefined, ms, (error) => (this.#timedOut = error));
+    this.#heard = performance.now();
+  }
+
+  /** While a connection is held: a `SELECT 1` on it once it heard nothing for `#ms()`, then again as long. */
+  #watch(): void {
+    if (this.#liveness !== null) clearTimeout(this.#liveness);
+    this.#liveness = null;
+    const client = this.#client;
+    const ms = this.#ms();
+    if (client === null || ms === Infinity) return;
+    this.#liveness = setTimeout(
+      () => {
+        this.#liveness = null;
+        if (this.#client !== client) return;
+        if (performance.now() - this.#heard < ms) return this.#watch();
+        // (A failure is the connection's: its 'error' event drops it and tells the subscribers.)
+        this.#query(client, 'SELECT 1').then(
+          () => this.#watch(),
+          () => {},
+        );
+      },
+      Math.max(0, this.#heard + ms - performance.now()),
+    );
+    // (The watch alone does not keep the process alive.)
+    this.#liveness.unref();
+  }
+
+  /** Connections given up: each is given back (destroyed) once. */
+  readonly #dropped = new WeakSet<PgClientLike>();
+
   #drop(client: PgClientLike, error: Error | true): void {
+    if (this.#dropped.has(client)) return;
+    this.#dropped.add(client);
+    if (this.#liveness !== null) clearTimeout(this.#liveness);
+    this.#liveness = null;
     if (this.#client === client) this.#client = null;
     this.#listened.clear();
     client.removeListener('notification', this.#onNotification);
@@ -117,25 +179,31 @@ export class PoolListener {
         // (Its wait for the pool reported as every call's is: sql.ts, connectWatched.)
         client = await connectWatched(this.#pool, this.#onClientError);
         this.#connection = ++connections;
+        this.#timedOut = null;
+        this.#heard = performance.now();
         client.on('notification', this.#onNotification);
         this.#client = client;
+        this.#watch();
       }
       // The channels are identifiers made by channelOf (velo_ and hex digits): safe to splice.
       for (const channel of wanted) {
         if (!this.#listened.has(channel)) {
-          await client.query(`LISTEN ${channel}`);
+          await this.#query(client, `LISTEN ${channel}`);
           this.#listened.add(channel);
         }
       }
       for (const channel of [...this.#listened]) {
         if (!wanted.has(channel)) {
-          await client.query(`UNLISTEN ${channel}`);
+          await this.#query(client, `UNLISTEN ${channel}`);
           this.#listened.delete(channel);
         }
       }
     } catch (error) {
-      if (client !== null) this.#drop(client, true);
-      for (const sub of [...this.#subs]) sub.onError(error as Error);
+      // (A connection that failed under its statement was dropped, and its subscribers told, by its 'error' event.)
+      if (client === null || !this.#dropped.has(client)) {
+        if (client !== null) this.#drop(client, true);
+        for (const sub of [...this.#subs]) sub.onError(error as Error);
+      }
     }
     // Everyone left while this ran: give the connection up.
     if (this.#subs.size === 0 && this.#client !== null) await this.#sync();
@@ -170,10 +238,14 @@ export class Waiter {
   /** The newest entry a notification named, per partition. */
   readonly #newest = new Map<number, Id>();
 
-  constructor(pool: PgPoolLike, channel: string | null, onError: (error: Error) => void) {
+  readonly #callTimeout: number;
+
+  /** `callTimeout`: its log's, ms (Infinity: none), for the LISTEN connection's statements. */
+  constructor(pool: PgPoolLike, channel: string | null, onError: (error: Error) => void, callTimeout = CALL_TIMEOUT_MS) {
     this.#pool = pool;
     this.#channel = channel;
     this.#onError = onError;
+    this.#callTimeout = callTimeout;
   }
 
   /** Subscribes once (and brings the shared connection back after it failed); a failure leaves the waits to their polls. */
@@ -182,6 +254,7 @@ export class Waiter {
     if (this.#sub === null) {
       this.#sub = {
         channel: this.#channel,
+        callTimeout: this.#callTimeout,
         notify: (payload) => {
           // `<p> <ms>-<seq>`: the partition and the last entry added; `<p>` alone from a release before.
           const text = payload ?? '';
