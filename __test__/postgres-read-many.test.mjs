@@ -25,8 +25,7 @@ function counting() {
         };
       }
       const value = Reflect.get(target, prop);
-      // (Its methods bound to the pool; its Client class as it is, so that velo-stream sees a pg.Pool.)
-      return typeof value === 'function' && prop !== 'Client' ? value.bind(target) : value;
+      return typeof value === 'function' ? value.bind(target) : value;
     },
   });
   return { counted, seen };

@@ -7,6 +7,7 @@
 // A publish is one upsert that changes only unindexed columns (`until_ms`, `value`; the table's only index is its
 // key) on a table with room left in each page (fillfactor): a HOT update, no index write.
 import type { FleetRow, FleetStore } from '../../durable/common/fleet-store';
+import { PoolGate } from '../log/gate';
 import { migrate, schemaIdent } from '../log/schema';
 import { NOW, type PgPoolLike, checkPool, run, str } from '../log/sql';
 
@@ -17,12 +18,14 @@ const CLEAN_EVERY = 16;
 const CLEAN_PUBLISH = 16;
 
 /**
- * The fleet `name`'s store in `schema` on `pool` (a pg.Pool, not a single client: ERR_VELO_NOT_A_POOL; the name
+ * The fleet `name`'s store in `schema` on `raw` (a pg.Pool, not a single client: ERR_VELO_NOT_A_POOL; the name
  * checked by the caller).
  * The schema is made (and migrated) at the first call, retried after a failure.
  */
-export function pgFleetStore(what: string, pool: PgPoolLike, schema: string, name: string): FleetStore {
-  checkPool(what, pool);
+export function pgFleetStore(what: string, raw: PgPoolLike, schema: string, name: string): FleetStore {
+  checkPool(what, raw);
+  // (Each statement answered within the default callTimeout, else its connection destroyed: gate.ts.)
+  const pool = new PoolGate(raw).pool;
   const S = schemaIdent(what, schema);
   const T = `${S}.dash_members`;
   /** Up to `n` expired rows of the fleet (not `$2`'s), deleted; as a CTE. */
@@ -37,7 +40,7 @@ export function pgFleetStore(what: string, pool: PgPoolLike, schema: string, nam
     ORDER BY id COLLATE "C" LIMIT $2`;
   let prepared: Promise<unknown> | null = null;
   const prepare = (): Promise<unknown> =>
-    (prepared ??= migrate(pool, schema).catch((error: unknown) => {
+    (prepared ??= migrate(raw, schema).catch((error: unknown) => {
       prepared = null;
       throw error;
     }));

@@ -13,7 +13,8 @@ import type { Limits } from '../../durable/common/limiter-rules';
 import type { Renewed } from '../../durable/common/limiter-view';
 import { type AcquireAnswer, type AcquireCall, FleetLimiterDriver, type LimiterStore } from '../../durable/common/fleet-limiter';
 import { migrate } from '../log/schema';
-import { run, str } from '../log/sql';
+import { PoolGate } from '../log/gate';
+import { type PgPoolLike, run, str } from '../log/sql';
 import { type Listening, type PoolListener, listenerOf } from '../log/waiter';
 import { isConnectionError } from './retry';
 import {
@@ -74,9 +75,12 @@ class PostgresLimiterStore implements LimiterStore<'postgres'> {
   #prepared: Promise<unknown> | null = null;
   /** Its channel on the pool's shared LISTEN connection (waiter.ts), while waiters wait. */
   #sub: { listening: Listening; listener: PoolListener } | null = null;
+  /** The pool, each statement answered within `callTimeout` or its connection destroyed (gate.ts). */
+  readonly #pool: PgPoolLike;
 
   constructor(options: StoreOptions) {
     this.#o = options;
+    this.#pool = new PoolGate(options.pool, options.callTimeout).pool;
     this.#name = options.name;
     this.pollInterval = options.pollInterval;
     // A plain identifier (velo_lim_ and hex digits): safe to splice into LISTEN.
@@ -91,7 +95,7 @@ class PostgresLimiterStore implements LimiterStore<'postgres'> {
     });
     await this.#prepared;
     const params = values.map((_, i) => `$${i + 1}`).join(', ');
-    return (await run(this.#o.pool, `SELECT * FROM ${this.#o.S}.${fn}(${params})`, values)).rows;
+    return (await run(this.#pool, `SELECT * FROM ${this.#o.S}.${fn}(${params})`, values)).rows;
   }
 
   /** See lim_acquire_5. */

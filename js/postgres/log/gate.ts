@@ -88,11 +88,16 @@ class Deadline {
     readonly statement: unknown,
   ) {}
 
-  arm(destroyConnection: () => void, onTimeout?: (error: Error) => void): void {
+  /** From now: past `ms`, `destroyConnection` (null: the connection cannot be reached) after `onTimeout`. */
+  arm(destroyConnection: (() => void) | null, onTimeout?: (error: Error) => void): void {
     this.#timer = setTimeout(() => {
-      this.#timedOut = postgresTimeoutError(this.ms, `${statementOf(this.statement)} (its connection was destroyed)`);
+      const what = statementOf(this.statement);
+      this.#timedOut = postgresTimeoutError(
+        this.ms,
+        destroyConnection === null ? what : `${what} (its connection was destroyed)`,
+      );
       onTimeout?.(this.#timedOut);
-      destroyConnection();
+      destroyConnection?.();
     }, this.ms);
   }
 
@@ -284,32 +289,19 @@ export class PoolGate {
   }
 
   /**
-   * A statement on a connection of `raw`, bounded as `queryWithin` from when it is sent (a wait for the pool's connection
-   * is the pool's). On pg.Pool, its own `query()` runs it (`Watched`: the pool destroys a connection whose statement
-   * failed); on another pool, a connection is checked out for it (`#connectedQuery`).
+   * A statement by `raw`'s own `query()`, bounded as `queryWithin`. On pg.Pool, from when it is sent (a wait for the
+   * pool's connection is the pool's), through `Watched`: past the bound its connection is destroyed (the pool then
+   * opens another). On another pool (a wrapper), from the call: past the bound it fails, and its connection is left
+   * to the wrapper, which velo-stream cannot reach.
    */
   #poolQuery(raw: PgPoolLike, statement: Statement): Promise<PgResult> {
-    const Watched = watchedOf(raw);
-    if (Watched === null) return this.#connectedQuery(raw, statement);
     const deadline = new Deadline(this.#ms, statement);
-    return deadline.settle(raw.query(new Watched(statement, (connection) => deadline.arm(() => destroy(connection)))));
-  }
-
-  /** `#poolQuery` on a connection checked out of `raw`: given back, or destroyed when its statement failed. */
-  async #connectedQuery(raw: PgPoolLike, statement: Statement): Promise<PgResult> {
-    let lost: Error | undefined;
-    const onError = (error: Error) => (lost ??= error);
-    const client = await connectListening(raw, onError);
-    let failed: Error | undefined;
-    try {
-      return await queryWithin(client, statement, undefined, this.#ms);
-    } catch (error) {
-      failed = error as Error;
-      throw error;
-    } finally {
-      client.removeListener('error', onError);
-      client.release(failed ?? lost);
+    const Watched = watchedOf(raw);
+    if (Watched === null) {
+      deadline.arm(null);
+      return deadline.settle(raw.query(statement));
     }
+    return deadline.settle(raw.query(new Watched(statement, (connection) => deadline.arm(() => destroy(connection)))));
   }
 
   #add(settled: Promise<void>): void {
