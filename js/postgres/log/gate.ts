@@ -7,7 +7,8 @@
 // and its connection is destroyed: a server that vanished without a word (a host gone, a network that drops
 // packets) leaves a socket open that answers nothing until the system's TCP timeout, a quarter of an hour. The
 // statements of the user's `effects` (marked `USER_STATEMENT` by the effects client) are not bounded: a long one of
-// theirs is allowed. Waiting for a connection of the pool is the pool's own (`connectionTimeoutMillis`).
+// theirs is allowed, and its connection is destroyed only once the server says its process ended or waits for it.
+// Waiting for a connection of the pool is the pool's own (`connectionTimeoutMillis`).
 import { postgresTimeoutError, workerClosedError } from '../../errors';
 import { RAW_CLIENT } from './begun';
 import { type ConnectionErrors, type PgClientLike, type PgPoolLike, type PgResult, RAW_POOL, connectListening } from './sql';
