@@ -120,6 +120,8 @@ test("a worker's calls on a pool the app holds every connection of: reported onc
   const held = [];
   try {
     await until(async () => worker.stats().owned.length === 2 && (await listening(schema)) === 1, 'the partitions and LISTEN');
+    // (The reader starts at the end once the event sent before the worker has its output: the next one is 'a'.)
+    await until(async () => (await outputsOf(schema, 'warm')) === 1, 'the output of the event sent before');
     const read = reader.next();
     // The app takes the pool's other connection: the LISTEN connection holds one, so the worker's renewals, its
     // waits' polls, the reader's polls and a send all wait for it.
