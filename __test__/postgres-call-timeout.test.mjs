@@ -27,13 +27,34 @@ async function outputCounts(pool, name) {
   return Object.fromEntries(rows.map((r) => [r.key, r.n]));
 }
 
-test('a worker whose connections go silent for good serves again within callTimeout, on new connections', async () => {
+/**
+ * A private postgres, a proxy to it that can go silent (`proxy.strand()`), a pool of `max` through the proxy (with
+ * `options`), and a pool of `direct` straight to the server (none for 0); `stop()` ends them all.
+ */
+async function behindProxy({ max, direct = 0, ...options }) {
   const server = await startPostgres();
   const proxy = await startProxy(server.port);
-  const name = fresh('silent');
-  const pool = new pg.Pool({ ...server.config, port: proxy.port, max: 6 });
+  const pool = new pg.Pool({ ...server.config, port: proxy.port, max, ...options });
+  // (A destroyed connection's error, also while idle in the pool.)
   pool.on('error', () => {});
-  const direct = server.pool({ max: 2 });
+  const straight = direct > 0 ? server.pool({ max: direct }) : null;
+  return {
+    server,
+    proxy,
+    pool,
+    direct: straight,
+    async stop() {
+      await pool.end();
+      await straight?.end();
+      await proxy.stop();
+      await server.stop();
+    },
+  };
+}
+
+test('a worker whose connections go silent for good serves again within callTimeout, on new connections', async () => {
+  const { proxy, pool, direct, stop } = await behindProxy({ max: 6, direct: 2 });
+  const name = fresh('silent');
   const errors = [];
   const worker = postgresWorker(echo, {
     pool,
@@ -66,20 +87,13 @@ test('a worker whose connections go silent for good serves again within callTime
       'close() did not wait for a silent connection',
     );
   } finally {
-    await pool.end();
-    await direct.end();
-    await proxy.stop();
-    await server.stop();
+    await stop();
   }
 });
 
 test("a worker's LISTEN connection gone silent for good is found out and replaced", async () => {
-  const server = await startPostgres();
-  const proxy = await startProxy(server.port);
+  const { proxy, pool, direct, stop } = await behindProxy({ max: 6, direct: 2 });
   const name = fresh('silent-listen');
-  const pool = new pg.Pool({ ...server.config, port: proxy.port, max: 6 });
-  pool.on('error', () => {});
-  const direct = server.pool({ max: 2 });
   // The server's sessions that LISTEN (their last statement a LISTEN of velo-stream's), idle.
   const listening = async () =>
     (await direct.query("SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN velo_%' AND state = 'idle'")).rows.map(
@@ -100,19 +114,13 @@ test("a worker's LISTEN connection gone silent for good is found out and replace
     await eventually(async () => (await outputCounts(direct, name)).after === 1, 'an output after the silence', 60_000);
   } finally {
     await worker.close();
-    await pool.end();
-    await direct.end();
-    await proxy.stop();
-    await server.stop();
+    await stop();
   }
 });
 
 test('a send on a connection gone silent rejects within callTimeout, its ids unknown; the next send goes through', async () => {
-  const server = await startPostgres();
-  const proxy = await startProxy(server.port);
+  const { proxy, pool, stop } = await behindProxy({ max: 1 });
   const name = fresh('silent-send');
-  const pool = new pg.Pool({ ...server.config, port: proxy.port, max: 1 });
-  pool.on('error', () => {});
   try {
     for (const producer of [
       postgresProducer({ pool, name, partitions: PARTITIONS, callTimeout: 500 }),
@@ -131,19 +139,13 @@ test('a send on a connection gone silent rejects within callTimeout, its ids unk
       assert.match(await producer.send('k', { n: 3 }), /^\d+-\d+$/);
     }
   } finally {
-    await pool.end();
-    await proxy.stop();
-    await server.stop();
+    await stop();
   }
 });
 
 test('a reader whose connection goes silent for good reads on, each output once, in order', async () => {
-  const server = await startPostgres();
-  const proxy = await startProxy(server.port);
+  const { proxy, pool, direct, stop } = await behindProxy({ max: 1, direct: 4 });
   const name = fresh('silent-read');
-  const pool = new pg.Pool({ ...server.config, port: proxy.port, max: 1 });
-  pool.on('error', () => {});
-  const direct = server.pool({ max: 4 });
   const worker = postgresWorker(echo, { pool: direct, name, partitions: PARTITIONS });
   const producer = postgresProducer({ pool: direct, name, partitions: PARTITIONS });
   const readers = [
@@ -164,10 +166,7 @@ test('a reader whose connection goes silent for good reads on, each output once,
     }
   } finally {
     await worker.close();
-    await pool.end();
-    await direct.end();
-    await proxy.stop();
-    await server.stop();
+    await stop();
   }
 });
 
@@ -206,12 +205,8 @@ test("callTimeout does not bound the statements of the user's effects", async ()
 });
 
 test("a connection gone silent under a statement of the user's effects is found out: destroyed, the commit retried, its effects once", async () => {
-  const server = await startPostgres();
-  const proxy = await startProxy(server.port);
+  const { proxy, pool, direct, stop } = await behindProxy({ max: 6, direct: 2 });
   const name = fresh('silent-effects');
-  const pool = new pg.Pool({ ...server.config, port: proxy.port, max: 6 });
-  pool.on('error', () => {});
-  const direct = server.pool({ max: 2 });
   await direct.query('CREATE TABLE IF NOT EXISTS silent_ledger (key text, n int)');
   const errors = [];
   let stranded = false;
@@ -246,19 +241,13 @@ test("a connection gone silent under a statement of the user's effects is found 
     );
   } finally {
     await worker.close();
-    await pool.end();
-    await direct.end();
-    await proxy.stop();
-    await server.stop();
+    await stop();
   }
 });
 
 test('a send whose connection the pool could not open within its connectionTimeoutMillis: its ids null (nothing sent)', async () => {
-  const server = await startPostgres();
-  const proxy = await startProxy(server.port);
+  const { proxy, pool, stop } = await behindProxy({ max: 1, connectionTimeoutMillis: 300 });
   const name = fresh('not-opened');
-  const pool = new pg.Pool({ ...server.config, port: proxy.port, max: 1, connectionTimeoutMillis: 300 });
-  pool.on('error', () => {});
   const producer = postgresProducer({ pool, name, partitions: PARTITIONS, callTimeout: 500 });
   try {
     await producer.send('k', { n: 1 });
@@ -275,18 +264,13 @@ test('a send whose connection the pool could not open within its connectionTimeo
     assert.deepEqual(error.ids, [null], String(error.cause));
     assert.match(error.cause.message, /connection timeout/);
   } finally {
-    await pool.end();
-    await proxy.stop();
-    await server.stop();
+    await stop();
   }
 });
 
 test('a fleet limiter whose connections go silent: its calls fail within callTimeout, their connections destroyed; acquires work again', async () => {
-  const server = await startPostgres();
-  const proxy = await startProxy(server.port);
   // Two connections for calls, one for LISTEN: calls left hanging on silent connections would hold them for good.
-  const pool = new pg.Pool({ ...server.config, port: proxy.port, max: 3 });
-  pool.on('error', () => {});
+  const { proxy, pool, stop } = await behindProxy({ max: 3 });
   const limiter = postgresLimiter({ pool, name: fresh('silent-limiter'), concurrency: 5, leaseTtl: 3000, callTimeout: 500 });
   try {
     const first = await limiter.acquire(1);
@@ -316,9 +300,7 @@ test('a fleet limiter whose connections go silent: its calls fail within callTim
     assert.equal(await granted.released(), true);
   } finally {
     await limiter.close();
-    await pool.end();
-    await proxy.stop();
-    await server.stop();
+    await stop();
   }
 });
 
