@@ -304,6 +304,79 @@ test('a fleet limiter whose connections go silent: its calls fail within callTim
   }
 });
 
+test('a first send whose connection goes silent as it makes the tables rejects within callTimeout, nothing written; the next goes through', async () => {
+  const { proxy, pool, stop } = await behindProxy({ max: 1 });
+  const name = fresh('silent-prepare');
+  try {
+    // The pool's one connection opened, then silent: the tables are made on it at the first send.
+    await pool.query('SELECT 1');
+    assert.equal(proxy.strand(), 1);
+    const producer = postgresProducer({ pool, name, partitions: PARTITIONS, callTimeout: 500 });
+    const error = await producer.send('k', { n: 1 }).then(
+      () => assert.fail('the send resolved'),
+      (e) => e,
+    );
+    assert.equal(error.code, 'ERR_VELO_SEND_FAILED');
+    assert.deepEqual(error.ids, [null], 'nothing written');
+    assert.equal(error.cause.code, 'ERR_VELO_POSTGRES_TIMEOUT');
+    assert.match(await producer.send('k', { n: 2 }), /^\d+-\d+$/);
+  } finally {
+    await stop();
+  }
+});
+
+test('a worker whose connection goes silent as it makes the tables serves on new connections', async () => {
+  const { proxy, pool, direct, stop } = await behindProxy({ max: 6, direct: 2 });
+  const name = fresh('silent-start');
+  const errors = [];
+  await pool.query('SELECT 1');
+  assert.equal(proxy.strand(), 1);
+  const worker = postgresWorker(echo, { pool, name, partitions: PARTITIONS, callTimeout: 500, onError: (e) => errors.push(e) });
+  try {
+    const producer = postgresProducer({ pool: direct, name, partitions: PARTITIONS });
+    await producer.send('k', { n: 1 });
+    await eventually(async () => (await outputCounts(direct, name)).k === 1, 'the output', 60_000);
+    assert.ok(
+      errors.some((e) => e.code === 'ERR_VELO_POSTGRES_TIMEOUT'),
+      errors.map((e) => `${e.code} ${e.message}`).join('\n'),
+    );
+  } finally {
+    await worker.close();
+    await stop();
+  }
+});
+
+test('a worker closed while it makes the tables on a silent connection: close() waits for that statement, nothing after', async () => {
+  const { proxy, pool, stop } = await behindProxy({ max: 6 });
+  const errors = [];
+  await pool.query('SELECT 1');
+  assert.equal(proxy.strand(), 1);
+  const worker = postgresWorker(echo, {
+    pool,
+    name: fresh('silent-close'),
+    partitions: PARTITIONS,
+    callTimeout: 500,
+    onError: (e) => errors.push(e),
+  });
+  // Its first calls wait for the tables, whose first statement is on the silent connection.
+  await eventually(() => pool.totalCount === 1 && pool.idleCount === 0, 'the statement on the silent connection', 10_000);
+  await worker.close();
+  assert.equal(pool.totalCount - pool.idleCount, 0, 'no statement of the worker still out on a connection');
+  await stop();
+  const seen = errors.length;
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  assert.deepEqual(
+    errors.slice(seen).map((e) => e.message),
+    [],
+    'no call of the worker after close() resolved',
+  );
+  assert.equal(
+    errors.some((e) => /after calling end/.test(e.message)),
+    false,
+    errors.map((e) => e.message).join('\n'),
+  );
+});
+
 test("node-postgres' failures to open a connection in time count as Postgres away", () => {
   for (const message of ['timeout exceeded when trying to connect', 'Connection terminated due to connection timeout']) {
     assert.equal(isConnectionError(new Error(message)), true, message);

@@ -40,7 +40,7 @@ export function pgFleetStore(what: string, raw: PgPoolLike, schema: string, name
     ORDER BY id COLLATE "C" LIMIT $2`;
   let prepared: Promise<unknown> | null = null;
   const prepare = (): Promise<unknown> =>
-    (prepared ??= migrate(raw, schema).catch((error: unknown) => {
+    (prepared ??= migrate(pool, schema).catch((error: unknown) => {
       prepared = null;
       throw error;
     }));

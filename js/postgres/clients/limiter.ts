@@ -89,7 +89,7 @@ class PostgresLimiterStore implements LimiterStore<'postgres'> {
 
   /** One call of a limiter function (after the schema is migrated, once). */
   async #run(fn: string, values: unknown[]): Promise<Row[]> {
-    this.#prepared ??= migrate(this.#o.pool, this.#o.schema).catch((error: unknown) => {
+    this.#prepared ??= migrate(this.#pool, this.#o.schema).catch((error: unknown) => {
       this.#prepared = null;
       throw error;
     });

@@ -7,6 +7,7 @@ import { integerOption } from '../../validate';
 import { type Codec, jsonCodec } from '../../durable/common/codec';
 import type { ShapeOptions } from '../../durable/common/shape';
 import { type PgSpace, spaceOf } from '../log/pg-log';
+import { PoolGate } from '../log/gate';
 import { ensurePartitions, migrate } from '../log/schema';
 import { type PgClientLike, type PgPoolLike, checkPool } from '../log/sql';
 
@@ -44,8 +45,11 @@ export interface PgResolved<T> {
   readonly partitions: number;
   readonly codec: Codec<T>;
   readonly maxEventBytes: number;
-  /** Resolves once the schema and the function's partition rows are there (retried after a failure). */
-  readonly prepare: () => Promise<void>;
+  /**
+   * Resolves once the schema and the function's partition rows are there (retried after a failure); `through`: a
+   * log's gated pool (gate.ts) to make them on, default a gate of the default `callTimeout` on `pool`.
+   */
+  readonly prepare: (through?: PgPoolLike) => Promise<void>;
 }
 
 const sharedKeys = (poolKey: PoolKey) => [poolKey, 'schema', 'name', 'partitions', 'codec', 'maxEventBytes'];
@@ -79,10 +83,12 @@ export function resolvePgOptions<T>(
   }
   integerOption(what, 'maxEventBytes', maxEventBytes, 1, 512 << 20);
   let prepared: Promise<void> | null = null;
-  const prepare = (): Promise<void> => {
+  const prepare = (through?: PgPoolLike): Promise<void> => {
     prepared ??= (async () => {
-      await migrate(pool, schema);
-      await ensurePartitions(pool, space.S, space.fn, partitions);
+      // (Through a gate: each statement answered within callTimeout, a migration's as the user's are: gate.ts.)
+      const gated = through ?? new PoolGate(pool).pool;
+      await migrate(gated, schema);
+      await ensurePartitions(gated, space.S, space.fn, partitions);
     })().catch((error: unknown) => {
       prepared = null;
       throw error;

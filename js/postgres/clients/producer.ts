@@ -107,7 +107,7 @@ class Producer<I> implements PostgresProducer<I> {
     const ids = new Array<string | null | undefined>(n);
     const failures: unknown[] = [];
     try {
-      await this.#o.prepare();
+      await this.#o.prepare(this.#pool);
     } catch (error) {
       ids.fill(null);
       throw new SendError(ids, `send: nothing written, the tables could not be made: ${(error as Error)?.message}`, error);
@@ -148,7 +148,7 @@ class Producer<I> implements PostgresProducer<I> {
       typeof keyOrPartition === 'number'
         ? integerArgument('lag()', 'partition', keyOrPartition, 0, this.#o.partitions - 1)
         : this.partitionOf(keyOrPartition);
-    await this.#o.prepare();
+    await this.#o.prepare(this.#pool);
     return this.#log.lag(partition);
   }
 }

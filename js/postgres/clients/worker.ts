@@ -161,19 +161,19 @@ export function startPgWorker<I, O>(
     partitions: o.partitions,
     codec: o.codec,
     maxEventBytes: o.maxEventBytes,
-    openLog: (report) =>
-      new PreparedLog(
-        new PgLog(o.pool, o.space, o.partitions, {
-          onError: report,
-          listen,
-          pollInterval,
-          effects: onCommit,
-          // A paused owner's transaction ends before its lease could run out: it never holds a takeover back.
-          idleInTransaction: Math.max(1, Math.floor((options.leaseTtl ?? 10_000) / 2)),
-          callTimeout,
-        }),
-        o.prepare,
-      ),
+    openLog: (report) => {
+      const log = new PgLog(o.pool, o.space, o.partitions, {
+        onError: report,
+        listen,
+        pollInterval,
+        effects: onCommit,
+        // A paused owner's transaction ends before its lease could run out: it never holds a takeover back.
+        idleInTransaction: Math.max(1, Math.floor((options.leaseTtl ?? 10_000) / 2)),
+        callTimeout,
+      });
+      // (The tables made through the log's gate: bounded, and close() waits for them.)
+      return new PreparedLog(log, () => o.prepare(log.gated));
+    },
     reportable: (error) => error,
     unreachable: isConnectionError,
     check: () => {},

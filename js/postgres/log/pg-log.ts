@@ -258,6 +258,11 @@ export class PgLog implements PartitionLog {
     this.#unwatch = options.onError === undefined ? () => {} : reportPoolWaits(pool, onError);
   }
 
+  /** The user's pool behind the log's gate: each statement bounded by `callTimeout`, none once `close()` began. */
+  get gated(): PgPoolLike {
+    return this.#pool;
+  }
+
   /** Migrates the schema, makes the function's partition rows, and opens a log on them. */
   static async open(options: PgLogOptions): Promise<PgLog> {
     const space = await preparePg(options.pool, options.schema, options.name, options.partitions);

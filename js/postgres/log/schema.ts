@@ -39,6 +39,7 @@
 import { describe, invalidType, invalidValue, outOfRange, schemaVersionError } from '../../errors';
 import { isWellFormed } from '../../text';
 import { COMMIT_4, COMMIT_8, COMMIT_9 } from './commit-one';
+import { USER_STATEMENT } from './gate';
 import { NOW, type PgClientLike, type PgPoolLike, run, str, transaction } from './sql';
 import { sqlFile } from './sql-file';
 
@@ -279,7 +280,8 @@ export async function migrate(pool: PgPoolLike, schema: string, target = SCHEMA_
     return current;
   }
   for (let raced = 0; ;) {
-    const applied = await transaction(pool, async (client) => {
+    const applied = await transaction(pool, async (gated) => {
+      const client = waitsForLocks(gated);
       await run(client, `SELECT pg_advisory_xact_lock(hashtext($1))`, [`velo-stream:${schema}`]);
       await client.query(`CREATE SCHEMA IF NOT EXISTS ${S}`);
       await client.query(
@@ -319,6 +321,22 @@ export async function migrate(pool: PgPoolLike, schema: string, target = SCHEMA_
       return applied;
     }
   }
+}
+
+/**
+ * `client` (of a log's gate: gate.ts) with each statement run as the user's are: not cut by `callTimeout` while the
+ * server works on it, only once its process is gone or waits for the client. A migration's statements wait for the
+ * advisory lock while another process migrates, and its DDL for the locks of transactions running on the tables.
+ */
+function waitsForLocks(client: PgClientLike): PgClientLike {
+  const marked = (config: { name?: string; text: string; values?: unknown[] } | string, values?: unknown[]) =>
+    typeof config === 'string' ? { text: config, values, [USER_STATEMENT]: true } : { ...config, [USER_STATEMENT]: true };
+  return {
+    query: (config: never, values?: unknown[]) => client.query(marked(config, values)),
+    release: (destroy) => client.release(destroy),
+    on: (event: never, listener: never) => client.on(event, listener),
+    removeListener: (event: never, listener: never) => client.removeListener(event, listener),
+  };
 }
 
 /**
