@@ -8,6 +8,7 @@
 // (`permitsFor`: a wait for a permit must change nothing the calm run, without them, makes). `--clock-skew` runs each
 // seed's faulty run with its processes' clocks skewed from the log's and drifting (`clockSkewFor`). `--pool-order`
 // applies some of each process's calls late, after calls made since, as Postgres' pool commits (`poolOrderFor`).
+// `--cut` stalls some of each process's calls until the caller's `callTimeout` cuts them (`cutFor`).
 // `--journal` adds keys whose events make journaled calls to services that answer differently on every call
 // (`journalChecks`; without `--versions`, some leave a call running that answers after their session). `--wide` runs six partitions with keys whose events come at the same times (a process commits
 // several partitions at once); `--effects` (with `--postgres`) gives the replay's logs hostile effects
@@ -38,6 +39,7 @@ const { values } = parseArgs({
     'release-debounce': { type: 'boolean', default: false },
     'clock-skew': { type: 'boolean', default: false },
     'pool-order': { type: 'boolean', default: false },
+    cut: { type: 'boolean', default: false },
     answers: { type: 'boolean', default: false },
     journal: { type: 'boolean', default: false },
     wide: { type: 'boolean', default: false },
@@ -69,6 +71,7 @@ const seedFlags = {
   releaseDebounce,
   clockSkew,
   poolOrder,
+  cut: values.cut,
   answers,
   journal,
   wide: values.wide,
@@ -144,7 +147,10 @@ async function onPostgres() {
       totals.capGone += r.capGone;
       if (r.capGone > 0) totals.capSeeds++;
       totals.stale += r.staleOpenings;
-      if (r.staleOpenings > 0) totals.staleSeeds++;
+      if (r.staleOpenings > 0) {
+        totals.staleSeeds++;
+        console.log(`seed ${seed}: ${r.staleOpenings} openings answered to an ex-owner from an earlier read`);
+      }
       if (!r.simOk) totals.simFailed++;
       if (!r.ok) {
         totals.differ++;

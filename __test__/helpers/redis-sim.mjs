@@ -28,12 +28,13 @@ export const replayCommand = (
     releaseDebounce = false,
     clockSkew = false,
     poolOrder = false,
+    cut = false,
     answers = false,
     journal = false,
     wide = false,
   } = {},
 ) =>
-  `node scripts/sim.mjs --seed ${seed} --trace --shrink${only.length === FAULT_KINDS.length ? '' : ` --only ${only.join(',')}`}${permits ? ' --permits' : ''}${versions ? ' --versions' : ''}${debounce ? ' --debounce' : ''}${keyState ? ' --key-state' : ''}${hostileMigrate ? ' --hostile-migrate' : ''}${releaseDebounce ? ' --release-debounce' : ''}${clockSkew ? ' --clock-skew' : ''}${poolOrder ? ' --pool-order' : ''}${answers ? ' --answers' : ''}${journal ? ' --journal' : ''}${wide ? ' --wide' : ''}`;
+  `node scripts/sim.mjs --seed ${seed} --trace --shrink${only.length === FAULT_KINDS.length ? '' : ` --only ${only.join(',')}`}${permits ? ' --permits' : ''}${versions ? ' --versions' : ''}${debounce ? ' --debounce' : ''}${keyState ? ' --key-state' : ''}${hostileMigrate ? ' --hostile-migrate' : ''}${releaseDebounce ? ' --release-debounce' : ''}${clockSkew ? ' --clock-skew' : ''}${poolOrder ? ' --pool-order' : ''}${cut ? ' --cut' : ''}${answers ? ' --answers' : ''}${journal ? ' --journal' : ''}${wide ? ' --wide' : ''}`;
 
 /** The `keyState` of a seed's runs with key state: kept a day (far past any run). */
 export const KEY_STATE = { retention: 86_400_000 };
@@ -88,13 +89,14 @@ export function supersedesByDocs(a, b) {
 
 /**
  * The fleet invariant of the versioned runs (`SimOptions.invariant`): a worker superseded by one that is up hands its
- * partitions over (within a lease and a balance period of both being up), so it never keeps serving beside a
- * newer release: two releases would then open, or migrate, each other's sessions.
+ * partitions over (within a lease and a balance period of both being up, and `stall` ms more where a call of either
+ * may stall until its bound cuts it), so it never keeps serving beside a newer release: two releases would then
+ * open, or migrate, each other's sessions.
  */
-export function supersededHandOver(releases, leaseTtl) {
+export function supersededHandOver(releases, leaseTtl, stall = 0) {
   const since = new Map();
   const unowned = new Map();
-  const grace = 2 * leaseTtl;
+  const grace = 2 * leaseTtl + stall;
   const runs = (r, versions) =>
     r.migrate === true || versions.every((v) => v === '' || v === r.version || (r.carries ?? []).includes(v));
   return (fleet) => {
@@ -157,9 +159,12 @@ export function drainedAsDocs(releases) {
   };
 }
 
-/** Every check of the versioned runs' fleet at each step: hand-overs (`supersededHandOver`) and `drainedAsDocs`. */
-function versionsInvariant(releases, leaseTtl) {
-  const handOver = supersededHandOver(releases, leaseTtl);
+/**
+ * Every check of the versioned runs' fleet at each step: hand-overs (`supersededHandOver`) and `drainedAsDocs`;
+ * `stall`: how long a call may stall before it is cut (`SimFaults.callTimeout` of a run with `cut`), 0 for none.
+ */
+function versionsInvariant(releases, leaseTtl, stall = 0) {
+  const handOver = supersededHandOver(releases, leaseTtl, stall);
   const drained = drainedAsDocs(releases);
   return (fleet) => handOver(fleet) ?? drained(fleet);
 }
@@ -626,6 +631,18 @@ export function poolOrderFor(seed) {
   return { late: pick([0.05, 0.1, 0.2, 0.4]), maxLate: pick([5, 20, 50, 200]) };
 }
 
+/**
+ * The stalled calls of a seed's `--cut` runs (simulator.ts `SimFaults.cut`, `callTimeout`), drawn from a stream of the
+ * seed's own: a share of every process's calls, leases' included, stall until the caller's bound cuts them, a bound
+ * shorter than the lease or longer (both backends bound each call by `callTimeout`; a lost connection on Redis, a
+ * stalled or stopped server on Postgres). The call applied at once, part way, or never.
+ */
+export function cutFor(seed) {
+  const random = prng(seed + 0x63757400);
+  const pick = (list) => list[Math.floor(random() * list.length)];
+  return { cut: pick([0.002, 0.005, 0.01, 0.02]), callTimeout: pick([100, 500, 2000, 5000]) };
+}
+
 /** The kinds of fault a run may draw (`only` keeps some of them): the log's, the processes', the handler's delays. */
 export const FAULT_KINDS = ['crash', 'pause', 'lost', 'refused', 'delay', 'slow'];
 
@@ -646,6 +663,7 @@ export async function runSeed(
     releaseDebounce = false,
     clockSkew = false,
     poolOrder = false,
+    cut = false,
     answers = false,
     journal = false,
     wide = false,
@@ -656,6 +674,7 @@ export async function runSeed(
   // (Drawn before `only` applies: the faulty run's clocks and late applies, faults of no kind `only` names.)
   if (clockSkew) Object.assign(s.faults, clockSkewFor(seed));
   if (poolOrder) Object.assign(s.faults, poolOrderFor(seed));
+  if (cut) Object.assign(s.faults, cutFor(seed));
   // --journal: events of their own keys make journaled calls (an event every idle/2, a checkpoint at some), held to
   // the journal's checks (`journalChecks`) instead of the model's.
   if (journal) {
@@ -816,7 +835,11 @@ export async function runScenario(seed, s, { trace, slow = true, permits, record
             oldJoins: s.versions.oldJoins,
             migrate: s.versions.hostile === true ? hostileMigrate : migrateState,
             migrateMs: s.versions.migrateMs ?? 0,
-            invariant: versionsInvariant(s.versions.releases, s.limits.leaseTtl ?? 3000),
+            invariant: versionsInvariant(
+              s.versions.releases,
+              s.limits.leaseTtl ?? 3000,
+              (faults.cut ?? 0) > 0 ? faults.callTimeout : 0,
+            ),
           }),
       events: s.events,
       limits:
@@ -882,11 +905,7 @@ export async function runScenario(seed, s, { trace, slow = true, permits, record
   // wake-up), made when its retries allow, may take an id of the same millisecond before the event's. Each run's
   // ids are held exactly to its own model above.)
   const sameMs = (named) => JSON.stringify(named).replace(/"entry":"(\d+)-\d+@/g, '"entry":"$1@');
-  if (
-    sameMs(expected) !== sameMs(actual) &&
-    !(s.limits.keyState != null && s.versions !== undefined) &&
-    !ownDebounce
-  )
+  if (sameMs(expected) !== sameMs(actual) && !(s.limits.keyState != null && s.versions !== undefined) && !ownDebounce)
     problems.push('the faulty run made other sessions or outputs than the calm one');
   // Ends a trim removed in one run and not the other are not compared (nor any, where the runs' releases may have
   // opened a session with different debounces).

@@ -1,8 +1,8 @@
 // One worker's connection to a `MemoryStore` (memory-store.ts), as a `PartitionLog`: each call applies at once, in
 // call order (as Redis applies one connection's commands), and its reply comes at a later step of the clock, so a
 // caller never sees a reply within its own turn; a seeded fault policy can delay a reply, lose it after the call
-// applied, refuse the call before it applies, or apply it late, after calls made after it (as Postgres commits the
-// transactions of a pool's connections in any order).
+// applied, refuse the call before it applies, apply it late, after calls made after it (as Postgres commits the
+// transactions of a pool's connections in any order), or hold it until its caller's bound cuts it (`cut`).
 import type { Clock } from '../common/clock';
 import type {
   Commit,
@@ -49,12 +49,17 @@ export type LogCall =
  * or the call is `refused` before it applies (these two reject with the error node-redis gives for a connection
  * that closed with the command in flight); or it applies `ms` later (`late`), after calls made since, and its reply
  * follows: a pooled connection's transaction that commits after another's. A process gone before then applies nothing.
+ * Or its connection stalls (`cut`): no reply comes until `ms` later, when the caller's `callTimeout` destroys the
+ * connection and the call rejects as `lost` does; the call applied `applyAt` ms in (0: at once, as a command whose
+ * reply stalled; up to `ms`: a statement the server finished while the client waited), or never (`applyAt` null:
+ * its bytes stalled before the server read them). Infinity as `ms` is a call no bound cuts: it never answers.
  */
 export type Fault =
   | { readonly kind: 'delay'; readonly ms: number }
   | { readonly kind: 'late'; readonly ms: number }
   | { readonly kind: 'lost' }
-  | { readonly kind: 'refused' };
+  | { readonly kind: 'refused' }
+  | { readonly kind: 'cut'; readonly ms: number; readonly applyAt: number | null };
 
 /** Decides each call's fault (undefined: none); `partition` is the call's, when it has one. Seed it for a replayable run. */
 export type FaultPolicy = (call: LogCall, partition: number | undefined) => Fault | undefined;
@@ -113,6 +118,20 @@ export class MemoryLog implements PartitionLog {
     if (this.#severed) return new Promise<T>(() => {});
     const fault = this.#faults?.(call, partition);
     const clock = this.#clock;
+    if (fault?.kind === 'cut') {
+      return new Promise<T>((_resolve, reject) => {
+        const { ms, applyAt } = fault;
+        const applyNow = () => {
+          if (!this.#severed) this.#applied(apply);
+        };
+        if (applyAt !== null && applyAt <= 0) applyNow();
+        else if (applyAt !== null) clock.setTimeout(applyNow, Math.min(applyAt, ms));
+        if (ms === Infinity) return;
+        clock.setTimeout(() => {
+          if (!this.#severed) reject(new SocketClosedUnexpectedlyError());
+        }, ms);
+      });
+    }
     if (fault?.kind === 'late') {
       return new Promise<T>((resolve, reject) => {
         clock.setTimeout(() => {
@@ -147,6 +166,15 @@ export class MemoryLog implements PartitionLog {
       if (fault?.kind === 'delay') clock.setTimeout(reply, fault.ms);
       else clock.setImmediate(reply);
     });
+  }
+
+  /** Applies `apply` for a call whose reply is not coming: what it throws is the store's answer, and lost with it. */
+  #applied(apply: () => unknown): void {
+    try {
+      apply();
+    } catch {
+      // (The caller gets the connection's error instead.)
+    }
   }
 
   heartbeat(worker: string, ttl: number, extend?: boolean, advert?: WorkerAdvert): Promise<Heartbeat> {

@@ -378,17 +378,35 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
    * ones in a run without releases; with releases, toward its share as the worker's balance does (`planBalance`).
    */
   async #balance(): Promise<void> {
-    if (this.advert !== undefined) await this.#balanceShare(this.advert);
-    else {
-      for (let p = 0; p < this.sim.store.partitions; p++) {
-        const run = this.runs.get(p);
-        if (run !== undefined) this.#renew(run);
-        else await this.#take(p, false);
+    // The worker renews and expires its leases on their own clock (`#renewAll`, `#expire`): a balance held up by a
+    // stalled call (a heartbeat's, an acquire's) holds them up no longer than a period.
+    let held: ClockTimer | undefined;
+    const keep = () => {
+      if (this.dead || this.closing) return;
+      for (const run of this.runs.values()) this.#renew(run);
+      this.#expire();
+      held = this.clock.setTimeout(keep, balancePeriod(this.ttl), true);
+    };
+    held = this.clock.setTimeout(keep, balancePeriod(this.ttl), true);
+    try {
+      if (this.advert !== undefined) await this.#balanceShare(this.advert);
+      else {
+        for (let p = 0; p < this.sim.store.partitions; p++) {
+          const run = this.runs.get(p);
+          if (run !== undefined) this.#renew(run);
+          else await this.#take(p, false);
+        }
       }
+    } finally {
+      this.clock.clearTimeout(held);
     }
-    // A lease not renewed in time is given up by this process's own clock, as the worker's `#expire`.
-    for (const run of [...this.runs.values()]) if (this.clock.now() >= run.validUntil) this.lose(run);
+    this.#expire();
     this.clock.setTimeout(() => void this.#balance(), balancePeriod(this.ttl), true);
+  }
+
+  /** Gives up each lease not renewed in time, by this process's own clock, as the worker's `#expire`. */
+  #expire(): void {
+    for (const run of [...this.runs.values()]) if (this.clock.now() >= run.validUntil) this.lose(run);
   }
 
   /** With releases: a superseded process hands its partitions back and takes none; the others take their share. */

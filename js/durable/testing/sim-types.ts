@@ -46,6 +46,13 @@ export interface SimFaults {
   readonly late?: number;
   readonly maxLate?: number;
   /**
+   * A call's connection stalls until the caller's bound, `callTimeout` ms (default 1000; Infinity: no bound), cuts it
+   * and the call fails as a lost reply; the call applied at once, part way, or never (memory-log.ts `Fault`). Any
+   * call, leases' too. Drawn from a stream of its own, as `late`.
+   */
+  readonly cut?: number;
+  readonly callTimeout?: number;
+  /**
    * Each process's clock (its `now()`, a machine's wall clock) reads up to this many ms ahead of or behind the log's
    * (Redis' time, which gives entry ids), drawn per process; default 0. Its timers are not skewed (they run on the
    * monotonic clock): what it writes by its clock (a tick, an age marker) comes early or late by the log's.

@@ -125,6 +125,8 @@ export class Simulation<I, O> implements SimHost<I, O> {
   readonly #skewDraws: Prng;
   /** The draws of late applies (`SimFaults.late`): a stream of their own, so a seed's other faults stay as without them. */
   readonly #lateDraws: Prng;
+  /** The draws of stalled calls (`SimFaults.cut`): a stream of their own, as `#lateDraws`. */
+  readonly #cutDraws: Prng;
   /** The limiters of `options.permits` (null: none), shared by every process. */
   readonly limiters: { session: SimLimiter | null; step: SimLimiter | null };
   readonly start: number;
@@ -161,6 +163,7 @@ export class Simulation<I, O> implements SimHost<I, O> {
     this.random = new Prng(options.seed);
     this.#skewDraws = new Prng((options.seed ^ 0x736b6577) >>> 0);
     this.#lateDraws = new Prng((options.seed ^ 0x6c617465) >>> 0);
+    this.#cutDraws = new Prng((options.seed ^ 0x63757400) >>> 0);
     this.clock = new VirtualClock(this.start);
     const permits = options.permits;
     // Their draws come from a stream of their own: the faults are drawn as in the same run without them.
@@ -287,8 +290,17 @@ export class Simulation<I, O> implements SimHost<I, O> {
     const f = this.options.faults ?? {};
     const random = this.random;
     const late = this.#lateDraws;
+    const cut = this.#cutDraws;
     const id = `w${++this.#spawned}`;
     const faults: FaultPolicy = (call: LogCall) => {
+      // A stalled connection can hold any call, leases' and registrations' too, until the caller's bound cuts it.
+      if ((f.cut ?? 0) > 0 && cut.chance(f.cut ?? 0)) {
+        const ms = f.callTimeout ?? 1000;
+        const draw = cut.next();
+        const applyAt = draw < 1 / 3 ? null : draw < 2 / 3 ? 0 : cut.int(1, Math.max(1, ms === Infinity ? 1000 : ms));
+        this.note(`${id} ${call}: stalls, cut at ${ms} ms, ${applyAt === null ? 'never applied' : `applied at ${applyAt} ms`}`);
+        return { kind: 'cut', ms, applyAt };
+      }
       // Leases and registrations stay reliable: their faults are the crash and the pause, by time.
       // (Trims too: they change nothing a session sees, and draw nothing, so a seed's other faults stay put.)
       if (call === 'acquire' || call === 'renew' || call === 'heartbeat' || call === 'trim') return undefined;
