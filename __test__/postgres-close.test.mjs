@@ -170,3 +170,81 @@ test('close() past its deadline (a handler that does not finish), then pool.end(
     await server.stop();
   }
 });
+
+test('close() past its deadline while an effects statement runs: its connection destroyed, the commit rolled back and made once by the next worker; nothing on the pool after close()', async () => {
+  const server = await restartablePostgres();
+  const unhandled = [];
+  const onUnhandled = (reason) => unhandled.push(reason);
+  process.on('unhandledRejection', onUnhandled);
+  const direct = server.pool({ max: 2 });
+  try {
+    await direct.query('CREATE TABLE close_ledger (key text, n int)');
+    let closedAt = 0;
+    const real = server.pool();
+    const { late, pool } = recordingPool(real, () => closedAt);
+    const errors = [];
+    const lateErrors = [];
+    const onError = (error) => (closedAt === 0 ? errors : lateErrors).push(error);
+    let sleeping = false;
+    const options = { schema: 'close_effects', name: 'totals', partitions: 2 };
+    const worker = postgresWorker(totals, {
+      ...options,
+      leaseTtl: 1500,
+      pool,
+      onError,
+      effects: async (tx, outputs) => {
+        sleeping = true;
+        // Longer than the lease: close() stops waiting for it at its deadline.
+        await tx.query('SELECT pg_sleep(8)');
+        for (const o of outputs) await tx.query('INSERT INTO close_ledger VALUES ($1, $2)', [o.key, o.value]);
+      },
+    });
+    const producer = postgresProducer({ ...options, pool: direct });
+    await producer.send('k', 5);
+    const deadline = Date.now() + 60_000;
+    while (!sleeping) {
+      if (Date.now() > deadline) assert.fail('the effects never started');
+      await sleep(20);
+    }
+    await worker.close();
+    closedAt = Date.now();
+    assert.deepEqual(
+      errors.map((e) => e?.code),
+      ['ERR_VELO_CLOSE_TIMEOUT'],
+      errors.map((e) => e?.message).join('\n'),
+    );
+    assert.equal(real.totalCount - real.idleCount, 0, 'no connection of the worker still out');
+    // As the docs say: the pool is the user's to end once close() resolved.
+    await real.end();
+    await sleep(2000);
+    assert.deepEqual(late, []);
+    assert.deepEqual(
+      lateErrors.map((e) => e?.message ?? e),
+      [],
+    );
+    assert.deepEqual((await direct.query('SELECT key, n FROM close_ledger')).rows, [], 'the cut commit rolled back');
+    // The next worker commits the output and its effects once.
+    const next = postgresWorker(totals, {
+      ...options,
+      pool: server.pool(),
+      effects: async (tx, outputs) => {
+        for (const o of outputs) await tx.query('INSERT INTO close_ledger VALUES ($1, $2)', [o.key, o.value]);
+      },
+    });
+    try {
+      const until = Date.now() + 60_000;
+      while ((await direct.query('SELECT count(*)::int AS n FROM close_ledger')).rows[0].n < 1) {
+        if (Date.now() > until) assert.fail('the next worker never committed');
+        await sleep(50);
+      }
+    } finally {
+      await next.close();
+    }
+    assert.deepEqual((await direct.query('SELECT key, n FROM close_ledger')).rows, [{ key: 'k', n: 5 }]);
+    assert.deepEqual(unhandled, []);
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+    await direct.end();
+    await server.stop();
+  }
+});

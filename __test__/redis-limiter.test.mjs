@@ -174,6 +174,12 @@ test('options refused with coded errors: missing client or name, bad leaseTtl, l
     [{ client, name, concurrency: 1, mode: 'drop' }, 'ERR_INVALID_ARG_VALUE'],
     [{ client, name, concurrency: 1, whenRedisFails: 'retry' }, 'ERR_INVALID_ARG_VALUE'],
     [{ client, name, concurrency: 1, callTimeout: -1 }, 'ERR_OUT_OF_RANGE'],
+    // (null is a value, not the default: refused as the workers' options are.)
+    [{ client, name, concurrency: 1, callTimeout: null }, 'ERR_OUT_OF_RANGE'],
+    [{ client, name, concurrency: 1, leaseTtl: null }, 'ERR_OUT_OF_RANGE'],
+    [{ client, name, concurrency: 1, maxWaiting: null }, 'ERR_OUT_OF_RANGE'],
+    [{ client, name, concurrency: 1, mode: null }, 'ERR_INVALID_ARG_VALUE'],
+    [{ client, name, concurrency: 1, whenRedisFails: null }, 'ERR_INVALID_ARG_VALUE'],
     [{ client, name, concurrency: 1, key: 'tenant' }, 'ERR_INVALID_ARG_TYPE'],
     [{ client, name, concurrency: 1, cost: 3 }, 'ERR_INVALID_ARG_TYPE'],
     [{ client, name, concurrency: 1, concurency: 2 }, 'ERR_INVALID_ARG_VALUE'],

@@ -205,6 +205,11 @@ export function checkOptionKeys(options: object, of: FleetOptionsOf): void {
 export function checkFleetOptions<T>(options: object, of: FleetOptionsOf): FleetSettings<T> {
   const { what } = of;
   const get = (key: string) => read(options, key, what);
+  // (Undefined takes the default; null is a value, refused as any other of the wrong type.)
+  const or = (key: string, fallback: unknown) => {
+    const value = get(key);
+    return value === undefined ? fallback : value;
+  };
   const name = get('name');
   if (name === undefined) throw invalidType(`${what}: the "name" option is required: the fleet shares a limiter by its name`);
   of.checkName(what, name);
@@ -215,18 +220,18 @@ export function checkFleetOptions<T>(options: object, of: FleetOptionsOf): Fleet
   const cost = get('cost');
   if (cost !== undefined && typeof cost !== 'function')
     throw invalidType(`${what}: the "cost" option must be a function, not ${describe(cost)}`);
-  const mode = get('mode') ?? 'throttle';
+  const mode = or('mode', 'throttle');
   if (mode !== 'throttle' && mode !== 'reject')
     throw invalidValue(`${what}: the "mode" option must be 'throttle' or 'reject'. Received ${describe(mode)}`);
-  const maxWaiting = integerOption(what, 'maxWaiting', get('maxWaiting') ?? 10_000, 1, MAX_COUNT);
-  const leaseTtl = integerOption(what, 'leaseTtl', get('leaseTtl') ?? 30_000, 300, 2 ** 31 - 1, 'from 300 to 2147483647 (ms)');
-  const whenFails = get(of.policy) ?? 'fail-closed';
+  const maxWaiting = integerOption(what, 'maxWaiting', or('maxWaiting', 10_000), 1, MAX_COUNT);
+  const leaseTtl = integerOption(what, 'leaseTtl', or('leaseTtl', 30_000), 300, 2 ** 31 - 1, 'from 300 to 2147483647 (ms)');
+  const whenFails = or(of.policy, 'fail-closed');
   if (whenFails !== 'fail-closed' && whenFails !== 'fail-open' && whenFails !== 'local') {
     throw invalidValue(
       `${what}: the "${of.policy}" option must be 'fail-closed', 'fail-open' or 'local'. Received ${describe(whenFails)}`,
     );
   }
-  const callTimeout = get('callTimeout') ?? 5000;
+  const callTimeout = or('callTimeout', 5000);
   return {
     name,
     limits,

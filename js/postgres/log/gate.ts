@@ -69,10 +69,10 @@ function cut(client: PgClientLike): void {
   destroy((raw as { connection?: PgConnection }).connection);
 }
 
-/** What a timeout names: the statement's name, or its first words. */
+/** What a timeout names: the statement's first words (its prepared name only without a text). */
 function statementOf(config: unknown): string {
   const c = config as Partial<Statement> | string;
-  const text = typeof c === 'string' ? c : (c.name ?? c.text ?? '');
+  const text = (typeof c === 'string' ? c : (c.text ?? c.name ?? '')).replace(/\s+/g, ' ').trim();
   return `velo-stream's statement ${JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}...` : text)}`;
 }
 
@@ -158,8 +158,12 @@ export class PoolGate {
   /** The pool the log calls: the user's, behind the door. */
   readonly pool: PgPoolLike;
   readonly #inflight = new Set<Promise<void>>();
+  /** Per connection in use (checked out, or under a statement of the pool's own `query()`), what destroys it. */
+  readonly #inUse = new Set<() => void>();
   readonly #ms: number;
   #closed = false;
+  /** `abort()` destroyed the connections in use: what failed on them fails as closed (ERR_VELO_CLOSED). */
+  #aborted = false;
 
   /** `callTimeout`: ms (Infinity: none). */
   constructor(raw: PgPoolLike, callTimeout = CALL_TIMEOUT_MS) {
@@ -169,7 +173,7 @@ export class PoolGate {
       query: (config: Statement | string, values?: unknown[]): Promise<PgResult> => {
         if (this.#closed) return Promise.reject(workerClosedError());
         const statement = typeof config === 'string' ? { text: config, values } : config;
-        return this.#track(this.#ms === Infinity ? raw.query(statement) : this.#poolQuery(raw, statement));
+        return this.#track(this.#closedOnAbort(this.#ms === Infinity ? raw.query(statement) : this.#poolQuery(raw, statement)));
       },
       // (`onError` on the user's client as its pool hands it over: sql.ts, connectListening.)
       connect: async (onError?: ConnectionErrors): Promise<PgClientLike> => {
@@ -184,18 +188,23 @@ export class PoolGate {
           done();
           throw error;
         }
+        const destroyIt = () => cut(client);
+        this.#inUse.add(destroyIt);
         // (What velo-stream uses of a client: its release ends the checkout's count. The client itself, for begun.ts.)
         const gated: PgClientLike & { [RAW_CLIENT]: PgClientLike } = {
           [RAW_CLIENT]: client,
           query: (config: never, values?: unknown[]) =>
-            this.#ms === Infinity
-              ? client.query(config, values)
-              : (config as { [USER_STATEMENT]?: true })[USER_STATEMENT] === true
-                ? this.#userQuery(raw, client, config, values)
-                : queryWithin(client, config, values, this.#ms),
+            this.#closedOnAbort(
+              this.#ms === Infinity
+                ? client.query(config, values)
+                : (config as { [USER_STATEMENT]?: true })[USER_STATEMENT] === true
+                  ? this.#userQuery(raw, client, config, values)
+                  : queryWithin(client, config, values, this.#ms),
+            ),
           release: (destroy?: boolean | Error) => {
+            this.#inUse.delete(destroyIt);
             done();
-            client.release(destroy);
+            client.release(this.#aborted ? true : destroy);
           },
           on: (event: never, listener: never) => client.on(event, listener),
           removeListener: (event: never, listener: never) => client.removeListener(event, listener),
@@ -233,6 +242,7 @@ export class PoolGate {
     let lost: Error | undefined;
     let settled = false;
     const look = () => {
+      if (this.#aborted) return;
       this.#track(this.#processState(raw, pid)).then(
         (state) => {
           if (settled) return;
@@ -273,6 +283,8 @@ export class PoolGate {
     let lost: Error | undefined;
     const onError = (error: Error) => (lost ??= error);
     const client = await connectListening(raw, onError);
+    const destroyIt = () => cut(client);
+    this.#inUse.add(destroyIt);
     let failed: Error | undefined;
     try {
       const self = (client as { processID?: unknown }).processID;
@@ -284,8 +296,9 @@ export class PoolGate {
       failed = error as Error;
       throw error;
     } finally {
+      this.#inUse.delete(destroyIt);
       client.removeListener('error', onError);
-      client.release(failed ?? lost);
+      client.release(failed ?? lost ?? this.#aborted);
     }
   }
 
@@ -302,7 +315,28 @@ export class PoolGate {
       deadline.arm(null);
       return deadline.settle(raw.query(statement));
     }
-    return deadline.settle(raw.query(new Watched(statement, (connection) => deadline.arm(() => destroy(connection)))));
+    let destroyIt = () => {};
+    const call = raw.query(
+      new Watched(statement, (connection) => {
+        destroyIt = () => destroy(connection);
+        this.#inUse.add(destroyIt);
+        deadline.arm(destroyIt);
+      }),
+    );
+    const settled = () => this.#inUse.delete(destroyIt);
+    call.then(settled, settled);
+    return deadline.settle(call);
+  }
+
+  /**
+   * `call`, whose failure after `abort()` is that of a closed log (ERR_VELO_CLOSED): the abort's, not reported. (A
+   * submittable's `query()` gives the submittable itself, which answers through its callback: left as it is.)
+   */
+  #closedOnAbort<T>(call: Promise<T>): Promise<T> {
+    if (typeof (call as Partial<Promise<T>> | undefined)?.catch !== 'function') return call;
+    return call.catch((error: unknown) => {
+      throw this.#aborted ? workerClosedError() : error;
+    });
   }
 
   #add(settled: Promise<void>): void {
@@ -324,5 +358,16 @@ export class PoolGate {
   async close(): Promise<void> {
     this.#closed = true;
     while (this.#inflight.size > 0) await Promise.all(this.#inflight);
+  }
+
+  /**
+   * No call starts from here on, and every connection in use is destroyed: what runs on them fails at once (a
+   * transaction rolls back), as ERR_VELO_CLOSED. For a close that stopped waiting; `close()` then resolves soon after.
+   * (A wrapper pool's own `query()` cannot be reached: it settles as the wrapper lets it.)
+   */
+  abort(): void {
+    this.#closed = true;
+    this.#aborted = true;
+    for (const destroyIt of [...this.#inUse]) destroyIt();
   }
 }

@@ -115,6 +115,17 @@ export interface PgSpace {
   readonly channel: string;
 }
 
+/** Whether `promise` settled within `ms`. */
+async function within(promise: Promise<void>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const done = await Promise.race([
+    promise.then(() => true),
+    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, ms)))),
+  ]);
+  clearTimeout(timer);
+  return done;
+}
+
 /** A function's space, checked, without a round trip (`preparePg` also makes its tables and rows). */
 export function spaceOf(what: string, schema: string, name: string): PgSpace {
   const S = schemaIdent(what, schema);
@@ -725,16 +736,19 @@ export class PgLog implements PartitionLog {
   }
 
   /**
-   * Refuses calls from here on (ERR_VELO_CLOSED); resolves once its waits ended and none of its calls is in flight,
-   * or `wait` ms passed (those still in flight then start nothing more on the pool).
+   * Refuses calls from here on (ERR_VELO_CLOSED); resolves once its waits ended and none of its calls is in flight.
+   * Past `wait` ms, the connections its calls still use are destroyed (their transactions roll back; an `effects`
+   * statement still running is cut) and it resolves once those calls failed, so that nothing of the log is left on
+   * the pool (but a wrapper pool's own statement, which it cannot reach: waited for as long again at most).
    */
   async close(wait = Infinity): Promise<void> {
     this.#closed = true;
     this.#unwatch();
     await this.#waiter.close();
     if (wait === Infinity) return this.#gate.close();
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.#gate.close(), new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, wait))))]);
-    clearTimeout(timer);
+    const closed = this.#gate.close();
+    if (await within(closed, wait)) return;
+    this.#gate.abort();
+    await within(closed, wait);
   }
 }
