@@ -306,6 +306,44 @@ test('one publish at a time: while the server holds one, later samples are skipp
   }
 });
 
+test('close() waits for a publish under way, then deletes the member: no row is left behind it, no report after it', async () => {
+  const held = postgres.pool({ max: 4 });
+  let upserts = 0;
+  let release;
+  const gate = new Promise((resolve) => (release = resolve));
+  const query = held.query.bind(held);
+  held.query = async (config) => {
+    if (typeof config === 'object' && /INSERT INTO "velo_stream"\.dash_members/.test(config.text)) {
+      upserts++;
+      await gate;
+    }
+    return query(config);
+  };
+  const fleet = fresh('fleet');
+  let closed = false;
+  const late = [];
+  const dash = dashboard({
+    interval: 100,
+    fleet: { client: held, name: fleet, id: 'leaving', onError: (e) => (closed ? late : []).push(e) },
+  });
+  try {
+    await eventually(() => upserts === 1, 'the first publish under way');
+    let resolved = false;
+    const closing = dash.close().then(() => (resolved = true));
+    await sleep(300);
+    assert.equal(resolved, false, 'close() waits for the publish under way');
+    release();
+    await closing;
+    closed = true;
+    assert.deepEqual(await rowsOf(fleet), [], 'the member deleted after its last publish');
+    await held.end();
+    await sleep(300);
+    assert.deepEqual(late, []);
+  } finally {
+    release();
+  }
+});
+
 test('the fleet options on Postgres: schema checked and used; schema refused with Redis; a client of neither kind refused', async () => {
   const client = pool();
   assert.throws(() => dashboard({ fleet: { client, schema: 'Bad-Name' } }), { code: 'ERR_INVALID_ARG_VALUE', message: /schema/ });

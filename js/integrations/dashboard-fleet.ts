@@ -155,6 +155,10 @@ export class Fleet {
   readonly #onError: (error: unknown) => void;
   /** A publish under way: one at a time (a slow server skips samples rather than queueing them). */
   #publishing = false;
+  /** The store's calls under way (each bounded by its `callTimeout`): `leave()` waits for them. */
+  readonly #calls = new Set<Promise<unknown>>();
+  /** `leave()` was called: nothing more is published. */
+  #left = false;
 
   constructor(options: FleetOptions, interval: number) {
     if (options === null || typeof options !== 'object' || Array.isArray(options)) {
@@ -201,21 +205,19 @@ export class Fleet {
 
   /** Writes `sample` as this member's latest (a no-op while the previous write is under way). */
   publishSample(sample: Sample): void {
-    if (this.#publishing) return;
+    if (this.#publishing || this.#left) return;
     this.#publishing = true;
     const json = JSON.stringify({ id: this.id, at: sample.at, sample });
     // (A store that throws rather than rejects is reported as a rejection.)
-    Promise.resolve()
-      .then(() => this.#store.publish(this.id, json, this.#ttl))
-      .then(
-        () => {
-          this.#publishing = false;
-        },
-        (error: unknown) => {
-          this.#publishing = false;
-          this.report(error);
-        },
-      );
+    this.#held(Promise.resolve().then(() => this.#store.publish(this.id, json, this.#ttl))).then(
+      () => {
+        this.#publishing = false;
+      },
+      (error: unknown) => {
+        this.#publishing = false;
+        this.report(error);
+      },
+    );
   }
 
   /** Every member's latest sample, and the sums. */
@@ -232,13 +234,26 @@ export class Fleet {
     }
     members.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     // Unreadable values: their members are forgotten. One that publishes again comes back.
-    if (gone.length > 0) this.#store.remove(gone).catch((e: unknown) => this.report(e));
+    if (gone.length > 0) this.#held(this.#store.remove(gone)).catch((e: unknown) => this.report(e));
     const [functions, workers] = [sumFunctions(members), sumWorkers(members)];
     return { fleet: this.name, at: Date.now(), members, functions, workers, redis: workers, truncated };
   }
 
-  /** Leaves the fleet: this member's sample is removed. */
+  /** `call`, held in `#calls` until it settles. */
+  #held<T>(call: Promise<T>): Promise<T> {
+    this.#calls.add(call);
+    const settled = () => this.#calls.delete(call);
+    call.then(settled, settled);
+    return call;
+  }
+
+  /**
+   * Leaves the fleet: nothing more is published, the store's calls under way settle (each within its
+   * `callTimeout`: their failures are reported before this resolves), and this member's sample is removed.
+   */
   async leave(): Promise<void> {
+    this.#left = true;
+    await Promise.allSettled([...this.#calls]);
     if (!this.publish) return;
     try {
       await this.#store.leave(this.id);

@@ -188,6 +188,12 @@ export class PoolGate {
           done();
           throw error;
         }
+        if (this.#aborted) {
+          // (Handed over after abort(): a checkout queued before it starts nothing.)
+          done();
+          client.release(true);
+          throw workerClosedError();
+        }
         const destroyIt = () => cut(client);
         this.#inUse.add(destroyIt);
         // (What velo-stream uses of a client: its release ends the checkout's count. The client itself, for begun.ts.)
@@ -321,6 +327,8 @@ export class PoolGate {
         destroyIt = () => destroy(connection);
         this.#inUse.add(destroyIt);
         deadline.arm(destroyIt);
+        // (Sent after abort(): a statement queued for a connection before it fails at once.)
+        if (this.#aborted) destroyIt();
       }),
     );
     const settled = () => this.#inUse.delete(destroyIt);
