@@ -277,7 +277,8 @@ test('a pool that fails: every publish and read goes to onError, the fleet route
   assert.ok(warnings.every((w, i) => w.reported === errors[i] && w.cause.message === 'a throwing onError'));
 });
 
-test('one publish at a time: while the server holds one, later samples are skipped, not queued; publishing resumes after', async () => {
+/** A pool whose publishes (the fleet's upserts) wait for `release()`; `upserts()` counts them. */
+function heldUpserts() {
   const held = postgres.pool({ max: 4 });
   let upserts = 0;
   let release;
@@ -290,15 +291,20 @@ test('one publish at a time: while the server holds one, later samples are skipp
     }
     return query(config);
   };
+  return { held, upserts: () => upserts, release: () => release() };
+}
+
+test('one publish at a time: while the server holds one, later samples are skipped, not queued; publishing resumes after', async () => {
+  const { held, upserts, release } = heldUpserts();
   const fleet = fresh('fleet');
   const dash = dashboard({ interval: 100, fleet: { client: held, name: fleet, id: 'slow', onError: (e) => assert.fail(e) } });
   try {
-    await eventually(() => upserts === 1, 'the first publish under way');
+    await eventually(() => upserts() === 1, 'the first publish under way');
     // Many intervals: each sample finds the publish under way and is skipped.
     await sleep(1000);
-    assert.equal(upserts, 1, 'no second publish while the first is under way');
+    assert.equal(upserts(), 1, 'no second publish while the first is under way');
     release();
-    await eventually(() => upserts >= 3, 'publishing resumed');
+    await eventually(() => upserts() >= 3, 'publishing resumed');
     await eventually(async () => (await rowsOf(fleet)).length === 1, 'the sample stored');
   } finally {
     release();
@@ -307,18 +313,7 @@ test('one publish at a time: while the server holds one, later samples are skipp
 });
 
 test('close() waits for a publish under way, then deletes the member: no row is left behind it, no report after it', async () => {
-  const held = postgres.pool({ max: 4 });
-  let upserts = 0;
-  let release;
-  const gate = new Promise((resolve) => (release = resolve));
-  const query = held.query.bind(held);
-  held.query = async (config) => {
-    if (typeof config === 'object' && /INSERT INTO "velo_stream"\.dash_members/.test(config.text)) {
-      upserts++;
-      await gate;
-    }
-    return query(config);
-  };
+  const { held, upserts, release } = heldUpserts();
   const fleet = fresh('fleet');
   let closed = false;
   const late = [];
@@ -327,7 +322,7 @@ test('close() waits for a publish under way, then deletes the member: no row is 
     fleet: { client: held, name: fleet, id: 'leaving', onError: (e) => (closed ? late : []).push(e) },
   });
   try {
-    await eventually(() => upserts === 1, 'the first publish under way');
+    await eventually(() => upserts() === 1, 'the first publish under way');
     let resolved = false;
     const closing = dash.close().then(() => (resolved = true));
     await sleep(300);

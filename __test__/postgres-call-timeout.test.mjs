@@ -52,6 +52,14 @@ async function behindProxy({ max, direct = 0, ...options }) {
   };
 }
 
+/** That `errors` (a worker's reports) hold an ERR_VELO_POSTGRES_TIMEOUT. */
+function assertTimedOut(errors) {
+  assert.ok(
+    errors.some((e) => e.code === 'ERR_VELO_POSTGRES_TIMEOUT'),
+    errors.map((e) => `${e.code} ${e.message}`).join('\n'),
+  );
+}
+
 test('a worker whose connections go silent for good serves again within callTimeout, on new connections', async () => {
   const { proxy, pool, direct, stop } = await behindProxy({ max: 6, direct: 2 });
   const name = fresh('silent');
@@ -235,10 +243,7 @@ test("a connection gone silent under a statement of the user's effects is found 
     // The first commit, cut, rolled back; the second committed. (Reports go out one a second: the LISTEN connection's
     // timeout, on the same proxy, may be the one reported.)
     assert.equal(calls, 2);
-    assert.ok(
-      errors.some((e) => e.code === 'ERR_VELO_POSTGRES_TIMEOUT'),
-      errors.map((e) => `${e.code} ${e.message}`).join('\n'),
-    );
+    assertTimedOut(errors);
   } finally {
     await worker.close();
     await stop();
@@ -336,10 +341,7 @@ test('a worker whose connection goes silent as it makes the tables serves on new
     const producer = postgresProducer({ pool: direct, name, partitions: PARTITIONS });
     await producer.send('k', { n: 1 });
     await eventually(async () => (await outputCounts(direct, name)).k === 1, 'the output', 60_000);
-    assert.ok(
-      errors.some((e) => e.code === 'ERR_VELO_POSTGRES_TIMEOUT'),
-      errors.map((e) => `${e.code} ${e.message}`).join('\n'),
-    );
+    assertTimedOut(errors);
   } finally {
     await worker.close();
     await stop();

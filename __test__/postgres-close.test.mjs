@@ -46,6 +46,32 @@ function recordingPool(real, since) {
   };
 }
 
+/**
+ * What a close() past its deadline is watched by: the worker's pool over a real one (`late`: the calls after
+ * `closed()`), the reports before and after, and unhandled rejections (`dispose()` stops listening for them).
+ */
+function closeWatch(server) {
+  let closedAt = 0;
+  const real = server.pool();
+  const { late, pool } = recordingPool(real, () => closedAt);
+  const errors = [];
+  const lateErrors = [];
+  const unhandled = [];
+  const onUnhandled = (reason) => unhandled.push(reason);
+  process.on('unhandledRejection', onUnhandled);
+  return {
+    real,
+    pool,
+    late,
+    errors,
+    lateErrors,
+    unhandled,
+    onError: (error) => (closedAt === 0 ? errors : lateErrors).push(error),
+    closed: () => (closedAt = Date.now()),
+    dispose: () => process.off('unhandledRejection', onUnhandled),
+  };
+}
+
 /** The server's processes: the postmaster and its children. */
 function serverPids(pid) {
   const children = execFileSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' })
@@ -113,16 +139,8 @@ test('close() with Postgres frozen past the leases: a CloseTimeoutError naming P
 
 test('close() past its deadline (a handler that does not finish), then pool.end(): no call on the ended pool, no error, no unhandled rejection', async () => {
   const server = await restartablePostgres();
-  const unhandled = [];
-  const onUnhandled = (reason) => unhandled.push(reason);
-  process.on('unhandledRejection', onUnhandled);
+  const { real, pool, late, errors, lateErrors, unhandled, onError, closed, dispose } = closeWatch(server);
   try {
-    let closedAt = 0;
-    const real = server.pool();
-    const { late, pool } = recordingPool(real, () => closedAt);
-    const errors = [];
-    const lateErrors = [];
-    const onError = (error) => (closedAt === 0 ? errors : lateErrors).push(error);
     let slowStarted = false;
     const slow = streamFn(
       async function* (events) {
@@ -150,7 +168,7 @@ test('close() past its deadline (a handler that does not finish), then pool.end(
       await sleep(20);
     }
     await worker.close();
-    closedAt = Date.now();
+    closed();
     // As the docs say: the pool is the user's to end once close() resolved.
     await real.end();
     assert.deepEqual(
@@ -166,25 +184,17 @@ test('close() past its deadline (a handler that does not finish), then pool.end(
     );
     assert.deepEqual(unhandled, []);
   } finally {
-    process.off('unhandledRejection', onUnhandled);
+    dispose();
     await server.stop();
   }
 });
 
 test('close() past its deadline while an effects statement runs: its connection destroyed, the commit rolled back and made once by the next worker; nothing on the pool after close()', async () => {
   const server = await restartablePostgres();
-  const unhandled = [];
-  const onUnhandled = (reason) => unhandled.push(reason);
-  process.on('unhandledRejection', onUnhandled);
+  const { real, pool, late, errors, lateErrors, unhandled, onError, closed, dispose } = closeWatch(server);
   const direct = server.pool({ max: 2 });
   try {
     await direct.query('CREATE TABLE close_ledger (key text, n int)');
-    let closedAt = 0;
-    const real = server.pool();
-    const { late, pool } = recordingPool(real, () => closedAt);
-    const errors = [];
-    const lateErrors = [];
-    const onError = (error) => (closedAt === 0 ? errors : lateErrors).push(error);
     let sleeping = false;
     const options = { schema: 'close_effects', name: 'totals', partitions: 2 };
     const worker = postgresWorker(totals, {
@@ -207,7 +217,7 @@ test('close() past its deadline while an effects statement runs: its connection 
       await sleep(20);
     }
     await worker.close();
-    closedAt = Date.now();
+    closed();
     assert.deepEqual(
       errors.map((e) => e?.code),
       ['ERR_VELO_CLOSE_TIMEOUT'],
@@ -243,7 +253,7 @@ test('close() past its deadline while an effects statement runs: its connection 
     assert.deepEqual((await direct.query('SELECT key, n FROM close_ledger')).rows, [{ key: 'k', n: 5 }]);
     assert.deepEqual(unhandled, []);
   } finally {
-    process.off('unhandledRejection', onUnhandled);
+    dispose();
     await direct.end();
     await server.stop();
   }
