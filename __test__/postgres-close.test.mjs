@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { postgresProducer, postgresWorker } from 'velo-stream/postgres';
 import { streamFn } from 'velo-stream';
+import pg from 'pg';
 import { restartablePostgres } from './helpers/postgres-suite.mjs';
+import { startProxy } from './helpers/tcp-proxy.mjs';
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -255,6 +257,74 @@ test('close() past its deadline while an effects statement runs: its connection 
   } finally {
     dispose();
     await direct.end();
+    await server.stop();
+  }
+});
+
+/** A worker on a pool through a proxy (`pool`), serving `totals` on 2 partitions of `schema`, its first output made. */
+async function behindProxy(server, schema, workerOptions, poolOptions = {}) {
+  const proxy = await startProxy(server.port);
+  const pool = new pg.Pool({ ...server.config, port: proxy.port, max: 6, ...poolOptions });
+  pool.on('error', () => {});
+  const errors = [];
+  const worker = postgresWorker(totals, {
+    pool,
+    schema,
+    name: 'totals',
+    partitions: 2,
+    leaseTtl: 1500,
+    onError: (e) => errors.push(e),
+    ...workerOptions,
+  });
+  const direct = server.pool({ max: 2 });
+  await postgresProducer({ pool: direct, schema, name: 'totals', partitions: 2 }).send('k', 1);
+  const deadline = Date.now() + 60_000;
+  while (worker.stats().outputs < 1) {
+    if (Date.now() > deadline) assert.fail('the worker never made its output');
+    await sleep(20);
+  }
+  return { proxy, pool, worker, direct, errors };
+}
+
+test('close() with callTimeout Infinity on connections gone silent: past its deadline they are destroyed, none left out of the pool', async () => {
+  const server = await restartablePostgres();
+  const { proxy, pool, worker, direct } = await behindProxy(server, 'close_infinity', { callTimeout: Infinity });
+  try {
+    proxy.strand();
+    // Its renewals, waits and heartbeats meet the silent connections, with no bound.
+    await sleep(1000);
+    await worker.close();
+    assert.equal(pool.totalCount - pool.idleCount, 0, 'no connection of the worker still out');
+    await pool.end();
+  } finally {
+    await direct.end();
+    await proxy.stop();
+    await server.stop();
+  }
+});
+
+test('close() while the pool opens connections it cannot finish (no connectionTimeoutMillis): it resolves, and what was queued for them starts nothing once they open', async () => {
+  const server = await restartablePostgres();
+  const { proxy, pool, worker, direct } = await behindProxy(server, 'close_opening', { callTimeout: 500 });
+  try {
+    // Its connections go silent (cut at callTimeout) and new ones open no further than the proxy.
+    proxy.hold();
+    proxy.strand();
+    await sleep(1500);
+    await worker.close();
+    const registered = async () =>
+      (await direct.query('SELECT count(*)::int AS n FROM close_opening.workers WHERE until_ms > 0')).rows[0].n;
+    const before = await registered();
+    // The connections open now: a statement queued for one before close() would run (a heartbeat registering the
+    // closed worker again, a renewal, a poll).
+    proxy.heal();
+    await sleep(2000);
+    assert.equal(pool.totalCount - pool.idleCount, 0, 'no connection of the worker still out');
+    assert.ok((await registered()) <= before, 'the closed worker did not register again');
+    await pool.end();
+  } finally {
+    await direct.end();
+    await proxy.stop();
     await server.stop();
   }
 });

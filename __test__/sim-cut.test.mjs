@@ -30,3 +30,15 @@ seedSlices("with calls stalled until cut, releases deployed and journaled calls:
   size: 300,
   options: { cut: true, versions: true, journal: true },
 });
+
+seedSlices(
+  "with calls stalled until cut, releases deployed, answers in flight and journaled calls: each run makes the model's sessions",
+  {
+    from: 1,
+    to: 100,
+    size: 100,
+    options: { cut: true, versions: true, journal: true, answers: true },
+    // (1498: a newer worker whose heartbeat stalled past its registration is gone to the others: their revival.)
+    extra: [1498],
+  },
+);

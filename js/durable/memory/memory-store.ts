@@ -383,6 +383,11 @@ export class MemoryStore {
     return first === undefined ? { live, adverts } : { live, next: { worker: first[0], left: first[1] - now }, adverts };
   }
 
+  /** @internal For a simulator's checks: whether `worker`'s registration is live now (what the others see of it). */
+  registered(worker: string): boolean {
+    return (this.#workers.get(worker) ?? -Infinity) > this.clock.now();
+  }
+
   /** @internal ZREM of the live set, HDEL of its advert */
   leave(worker: string): void {
     this.#workers.delete(worker);

@@ -264,7 +264,8 @@ export class Simulation<I, O> implements SimHost<I, O> {
    * the revival the docs describe (a superseded worker takes partitions again once every worker that superseded it
    * is gone); while a process of that newer release is up and serving, and has served since before the adopter took
    * its partitions, it is two releases migrating each other's sessions back and forth, which superseding must
-   * prevent. (One that came back since, from a pause past its leases, is the adopter's to see at its next balance.)
+   * prevent. (One that came back since, from a pause past its leases or a heartbeat stalled past its registration,
+   * is the adopter's to see at its next balance.)
    */
   #adopting(to: number, from: string, adopter: () => SimProcess<I, O>): void {
     const releases = this.releases ?? [];
@@ -276,8 +277,16 @@ export class Simulation<I, O> implements SimHost<I, O> {
     const held = [...process.runs.values()].filter((run) => this.store.holder(run.partition) === run.lease.token);
     if (held.length === 0) return;
     const took = Math.max(...held.map((run) => process.takenAt.get(run.partition) ?? 0));
+    // (One whose registration ran out, as a stalled heartbeat lets it, is gone to the others: the revival is theirs.)
     const serving = this.processes.find(
-      (p) => !p.dead && !p.closing && !p.clock.paused && p.release >= newer && p.servingSince !== null && p.servingSince <= took,
+      (p) =>
+        !p.dead &&
+        !p.closing &&
+        !p.clock.paused &&
+        this.store.registered(p.id) &&
+        p.release >= newer &&
+        p.servingSince !== null &&
+        p.servingSince <= took,
     );
     if (serving !== undefined)
       this.violations.push(

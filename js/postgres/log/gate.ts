@@ -173,7 +173,7 @@ export class PoolGate {
       query: (config: Statement | string, values?: unknown[]): Promise<PgResult> => {
         if (this.#closed) return Promise.reject(workerClosedError());
         const statement = typeof config === 'string' ? { text: config, values } : config;
-        return this.#track(this.#closedOnAbort(this.#ms === Infinity ? raw.query(statement) : this.#poolQuery(raw, statement)));
+        return this.#track(this.#closedOnAbort(this.#poolQuery(raw, statement)));
       },
       // (`onError` on the user's client as its pool hands it over: sql.ts, connectListening.)
       connect: async (onError?: ConnectionErrors): Promise<PgClientLike> => {
@@ -316,17 +316,20 @@ export class PoolGate {
    */
   #poolQuery(raw: PgPoolLike, statement: Statement): Promise<PgResult> {
     const deadline = new Deadline(this.#ms, statement);
+    const bounded = this.#ms !== Infinity;
     const Watched = watchedOf(raw);
     if (Watched === null) {
+      if (!bounded) return raw.query(statement);
       deadline.arm(null);
       return deadline.settle(raw.query(statement));
     }
+    // (Unbounded too, its connection is known while in use: `abort()` destroys it.)
     let destroyIt = () => {};
     const call = raw.query(
       new Watched(statement, (connection) => {
         destroyIt = () => destroy(connection);
         this.#inUse.add(destroyIt);
-        deadline.arm(destroyIt);
+        if (bounded) deadline.arm(destroyIt);
         // (Sent after abort(): a statement queued for a connection before it fails at once.)
         if (this.#aborted) destroyIt();
       }),

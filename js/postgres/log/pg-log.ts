@@ -744,10 +744,16 @@ export class PgLog implements PartitionLog {
   async close(wait = Infinity): Promise<void> {
     this.#closed = true;
     this.#unwatch();
-    await this.#waiter.close();
-    if (wait === Infinity) return this.#gate.close();
+    if (wait === Infinity) {
+      await this.#waiter.close();
+      return this.#gate.close();
+    }
+    const until = performance.now() + Math.max(0, wait);
+    const left = () => Math.max(0, until - performance.now());
+    // (Its LISTEN connection may still be opening: that is the pool's to bound, not waited for past the deadline.)
+    await within(this.#waiter.close(), left());
     const closed = this.#gate.close();
-    if (await within(closed, wait)) return;
+    if (await within(closed, left())) return;
     this.#gate.abort();
     await within(closed, wait);
   }

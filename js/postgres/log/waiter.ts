@@ -166,7 +166,7 @@ export class PoolListener {
   }
 
   async #sync(): Promise<void> {
-    const wanted = new Set([...this.#subs].map((s) => s.channel));
+    let wanted = new Set([...this.#subs].map((s) => s.channel));
     if (wanted.size === 0) {
       if (listeners.get(this.#pool) === this) listeners.delete(this.#pool);
       // (Destroyed, not given back: it is in LISTEN state.)
@@ -184,6 +184,8 @@ export class PoolListener {
         client.on('notification', this.#onNotification);
         this.#client = client;
         this.#watch();
+        // (Subscribers may have left while it opened: a closed log's channel is not LISTENed on.)
+        wanted = new Set([...this.#subs].map((s) => s.channel));
       }
       // The channels are identifiers made by channelOf (velo_ and hex digits): safe to splice.
       for (const channel of wanted) {
