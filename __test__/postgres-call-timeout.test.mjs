@@ -379,6 +379,30 @@ test('a worker closed while it makes the tables on a silent connection: close() 
   );
 });
 
+test("making the tables waits for another process's migration past callTimeout: not cut while the server works", async () => {
+  const server = await startPostgres();
+  const pool = server.pool({ max: 4 });
+  const holder = server.pool({ max: 1 });
+  const schema = 'migrating_elsewhere';
+  try {
+    // Another process migrating the same schema: its advisory lock held past the producer's callTimeout.
+    const other = await holder.connect();
+    await other.query('SELECT pg_advisory_lock(hashtext($1))', [`velo-stream:${schema}`]);
+    const producer = postgresProducer({ pool, schema, name: fresh('waits'), partitions: PARTITIONS, callTimeout: 300 });
+    let settled = false;
+    const sent = producer.send('k', { n: 1 }).finally(() => (settled = true));
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.equal(settled, false, 'the send waits for the lock');
+    await other.query('SELECT pg_advisory_unlock(hashtext($1))', [`velo-stream:${schema}`]);
+    other.release();
+    assert.match(await sent, /^\d+-\d+$/);
+  } finally {
+    await holder.end();
+    await pool.end();
+    await server.stop();
+  }
+});
+
 test("node-postgres' failures to open a connection in time count as Postgres away", () => {
   for (const message of ['timeout exceeded when trying to connect', 'Connection terminated due to connection timeout']) {
     assert.equal(isConnectionError(new Error(message)), true, message);

@@ -11,6 +11,12 @@
 /** On a gated pool's client (gate.ts): the pool's own client behind it. */
 export const RAW_CLIENT = Symbol('velo.rawClient');
 
+/**
+ * On a statement run as the user's are (gate.ts: not bounded by `callTimeout`, watched instead): an `effects`
+ * statement, a migration's. Never folded into a BEGIN's round trip, where the gate would bound it as velo-stream's.
+ */
+export const USER_STATEMENT = Symbol('velo.userStatement');
+
 /** A statement as velo-stream gives it: named (prepared once per connection), with its parameters. */
 export interface NamedStatement {
   readonly name: string;

@@ -10,11 +10,10 @@
 // theirs is allowed, and its connection is destroyed only once the server says its process ended or waits for it.
 // Waiting for a connection of the pool is the pool's own (`connectionTimeoutMillis`).
 import { postgresTimeoutError, workerClosedError } from '../../errors';
-import { RAW_CLIENT } from './begun';
+import { RAW_CLIENT, USER_STATEMENT } from './begun';
 import { type ConnectionErrors, type PgClientLike, type PgPoolLike, type PgResult, RAW_POOL, connectListening } from './sql';
 
-/** On a statement of the user's (`effects`): not bounded by `callTimeout`. */
-export const USER_STATEMENT = Symbol('velo.userStatement');
+export { USER_STATEMENT };
 
 /** The default `callTimeout` of the log's statements, ms. */
 export const CALL_TIMEOUT_MS = 10_000;

@@ -3,7 +3,7 @@
 // ids. Every statement is parameterized; the only text spliced into SQL is the schema's name, checked to be a plain
 // identifier (schema.ts) and quoted.
 import { createHash } from 'node:crypto';
-import { type NamedStatement, RAW_CLIENT, begunOf, runBegun } from './begun';
+import { type NamedStatement, RAW_CLIENT, USER_STATEMENT, begunOf, runBegun } from './begun';
 import {
   describe,
   effectsClientError,
@@ -494,8 +494,14 @@ function transactionClient(
     if (gone !== undefined) return Promise.reject(gone);
     if (begun) return client.query(config as never, values).catch(fatal);
     begun = true;
-    const named = config as Partial<NamedStatement> | null;
-    if (Begun !== null && typeof named?.name === 'string' && typeof named.text === 'string' && values === undefined) {
+    const named = config as (Partial<NamedStatement> & { [USER_STATEMENT]?: true }) | null;
+    if (
+      Begun !== null &&
+      typeof named?.name === 'string' &&
+      typeof named.text === 'string' &&
+      values === undefined &&
+      named[USER_STATEMENT] !== true
+    ) {
       return runBegun<PgResult>(client, Begun, lead, named as NamedStatement).catch((error: unknown) => {
         failed(error as Error);
         return fatal(error);
