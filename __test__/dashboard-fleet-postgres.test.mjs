@@ -319,7 +319,7 @@ test('close() waits for a publish under way, then deletes the member: no row is 
   const late = [];
   const dash = dashboard({
     interval: 100,
-    fleet: { client: held, name: fleet, id: 'leaving', onError: (e) => (closed ? late : []).push(e) },
+    fleet: { client: held, name: fleet, id: 'leaving', ttl: 10_000, onError: (e) => (closed ? late : []).push(e) },
   });
   try {
     await eventually(() => upserts() === 1, 'the first publish under way');
@@ -336,6 +336,19 @@ test('close() waits for a publish under way, then deletes the member: no row is 
     assert.deepEqual(late, []);
   } finally {
     release();
+  }
+});
+
+test('close() with a publish that never settles (a connection the pool cannot open) resolves within the fleet ttl', async () => {
+  const { held, upserts, release } = heldUpserts();
+  const dash = dashboard({ interval: 100, fleet: { client: held, name: fresh('fleet'), id: 'stuck', ttl: 500 } });
+  try {
+    await eventually(() => upserts() === 1, 'the first publish under way');
+    // (Never released before close() resolves: without the bound, this test times out.)
+    await dash.close();
+  } finally {
+    release();
+    await held.end();
   }
 });
 

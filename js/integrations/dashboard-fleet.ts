@@ -249,17 +249,25 @@ export class Fleet {
 
   /**
    * Leaves the fleet: nothing more is published, the store's calls under way settle (each within its
-   * `callTimeout`: their failures are reported before this resolves), and this member's sample is removed.
+   * `callTimeout` once sent: their failures are reported before this resolves), and this member's sample is
+   * removed. All of it waited for `ttl` at most (a connection the client cannot open holds a call unsent): by then
+   * the sample would have expired had this process died.
    */
   async leave(): Promise<void> {
     this.#left = true;
-    await Promise.allSettled([...this.#calls]);
-    if (!this.publish) return;
-    try {
-      await this.#store.leave(this.id);
-    } catch (error) {
-      this.report(error);
-    }
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#ttl)));
+    const left = (async () => {
+      await Promise.allSettled([...this.#calls]);
+      if (!this.publish) return;
+      try {
+        await this.#store.leave(this.id);
+      } catch (error) {
+        this.report(error);
+      }
+    })();
+    await Promise.race([left, deadline]);
+    clearTimeout(timer);
   }
 }
 
