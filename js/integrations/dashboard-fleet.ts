@@ -159,6 +159,8 @@ export class Fleet {
   readonly #calls = new Set<Promise<unknown>>();
   /** `leave()` was called: nothing more is published. */
   #left = false;
+  /** `leave()` resolved: no store call starts and nothing is reported after it (a call still hanging is abandoned). */
+  #gone = false;
 
   constructor(options: FleetOptions, interval: number) {
     if (options === null || typeof options !== 'object' || Array.isArray(options)) {
@@ -200,7 +202,7 @@ export class Fleet {
 
   /** Hands `error` to `onError` (`reporterOf`: a throw there is a warning, and the dashboard goes on). */
   report(error: unknown): void {
-    this.#onError(error);
+    if (!this.#gone) this.#onError(error);
   }
 
   /** Writes `sample` as this member's latest (a no-op while the previous write is under way). */
@@ -251,7 +253,8 @@ export class Fleet {
    * Leaves the fleet: nothing more is published, the store's calls under way settle (each within its
    * `callTimeout` once sent: their failures are reported before this resolves), and this member's sample is
    * removed. All of it waited for `ttl` at most (a connection the client cannot open holds a call unsent): by then
-   * the sample would have expired had this process died.
+   * the sample would have expired had this process died. A call still hanging then is abandoned: its outcome is
+   * not reported, and the sample is left to expire.
    */
   async leave(): Promise<void> {
     this.#left = true;
@@ -259,7 +262,7 @@ export class Fleet {
     const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#ttl)));
     const left = (async () => {
       await Promise.allSettled([...this.#calls]);
-      if (!this.publish) return;
+      if (!this.publish || this.#gone) return;
       try {
         await this.#store.leave(this.id);
       } catch (error) {
@@ -267,6 +270,7 @@ export class Fleet {
       }
     })();
     await Promise.race([left, deadline]);
+    this.#gone = true;
     clearTimeout(timer);
   }
 }
