@@ -92,9 +92,14 @@ export async function restartablePostgres() {
   };
   await up();
   const pools = [];
+  let stopped = Promise.resolve();
   return {
     port,
     config,
+    /** Resolves once the server of the last `restart()` has exited (its connections all gone), before it starts again. */
+    get stopped() {
+      return stopped;
+    },
     get pid() {
       return child.pid;
     },
@@ -109,7 +114,8 @@ export async function restartablePostgres() {
      * and data; resolves once it answers.
      */
     async restart({ ms = 0, until } = {}) {
-      await down();
+      stopped = down();
+      await stopped;
       await new Promise((resolve) => setTimeout(resolve, ms));
       await until;
       await up();
