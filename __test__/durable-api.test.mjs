@@ -80,17 +80,33 @@ test('an option whose getter throws, and options a Proxy cannot list: ERR_INVALI
             : durable[name](options);
       for (const bad of ['name', 'client', 'onError']) {
         const options = { client, name: 'f', key: 'k', concurrency: 1 };
-        Object.defineProperty(options, bad, { enumerable: true, get: () => { throw boom; } });
+        Object.defineProperty(options, bad, {
+          enumerable: true,
+          get: () => {
+            throw boom;
+          },
+        });
         const error = await errorOf(() => call(options));
         assert.equal(error.code, 'ERR_INVALID_ARG_TYPE', `${name} on ${backend}: ${error.message}`);
         assert.equal(error.message, `${name}(): options.${bad} cannot be read (an instance of Error)`);
         assert.equal(error.cause, boom);
       }
       // (An inherited option is read too.)
-      const inherited = Object.create({ get name() { throw boom; } });
+      const inherited = Object.create({
+        get name() {
+          throw boom;
+        },
+      });
       inherited.client = client;
       assert.equal((await errorOf(() => call(inherited))).cause, boom, `${name}: inherited`);
-      const listing = new Proxy({ client, name: 'f' }, { ownKeys: () => { throw boom; } });
+      const listing = new Proxy(
+        { client, name: 'f' },
+        {
+          ownKeys: () => {
+            throw boom;
+          },
+        },
+      );
       const error = await errorOf(() => call(listing));
       assert.equal(error.code, 'ERR_INVALID_ARG_TYPE');
       assert.equal(error.message, `${name}(): options cannot be read (an instance of Error)`);
@@ -146,7 +162,23 @@ test('schema with a Redis client, and the pool as `pool`: refused by name', asyn
     // The backends' own names of what they alone take are refused with the other client, by the backend's check.
     const error = await errorOf(() => durable.sessionProducer({ client: pool, name: 'f', maxLag: 5 }));
     assert.equal(error.code, 'ERR_INVALID_ARG_VALUE');
-    assert.match(error.message, /^sessionProducer\(\): unknown option "maxLag". Known options: client, schema, name/);
+    assert.match(
+      error.message,
+      /^sessionProducer\(\): unknown option "maxLag" \(an option on Redis, not on Postgres\). Known options: client, schema, name/,
+    );
+    const effects = await errorOf(() =>
+      durable.sessionWorker(
+        streamFn(async function* () {}),
+        { client, name: 'f', effects: () => {} },
+      ),
+    );
+    assert.equal(effects.code, 'ERR_INVALID_ARG_VALUE');
+    assert.match(
+      effects.message,
+      /^sessionWorker\(\): unknown option "effects" \(an option on Postgres, not on Redis\). Known options: client, name/,
+    );
+    const bogus = await errorOf(() => durable.sessionProducer({ client: pool, name: 'f', bogus: 5 }));
+    assert.match(bogus.message, /^sessionProducer\(\): unknown option "bogus". Known options: /);
     const policy = await errorOf(() =>
       durable.fleetLimiter({ client: pool, name: 'api', concurrency: 1, whenPostgresFails: 'local' }),
     );
@@ -206,8 +238,14 @@ test("sendMany's events on Postgres: an array (or iterable) of [key, event] pair
   const pool = new pg.Pool({ host: '127.0.0.1', port: 1 });
   try {
     const producer = durable.sessionProducer({ client: pool, name: 'f' });
-    await assert.rejects(producer.sendMany('nope'), { code: 'ERR_INVALID_ARG_TYPE', message: /^sendMany\(\): events must be an array \(or iterable\)/ });
-    await assert.rejects(producer.sendMany([['k']]), { code: 'ERR_INVALID_ARG_TYPE', message: /item 0 must be a \[key, event\] pair, not an array of 1 item\(s\)$/ });
+    await assert.rejects(producer.sendMany('nope'), {
+      code: 'ERR_INVALID_ARG_TYPE',
+      message: /^sendMany\(\): events must be an array \(or iterable\)/,
+    });
+    await assert.rejects(producer.sendMany([['k']]), {
+      code: 'ERR_INVALID_ARG_TYPE',
+      message: /item 0 must be a \[key, event\] pair, not an array of 1 item\(s\)$/,
+    });
   } finally {
     await pool.end();
   }

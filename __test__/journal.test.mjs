@@ -218,6 +218,9 @@ test('bad arguments are refused with codes; a pipe stage run by a worker has no 
         [7, () => 1],
         ['', () => 1],
         ['a\nb', () => 1],
+        ['a\u0000b', () => 1],
+        ['a\u2028b', () => 1],
+        ['a\u007fb', () => 1],
         ['x'.repeat(201), () => 1],
         ['ok', 'not a function'],
       ]) {
@@ -234,6 +237,9 @@ test('bad arguments are refused with codes; a pipe stage run by a worker has no 
   await fn.run([1]);
   assert.deepEqual(codes, [
     'ERR_INVALID_ARG_TYPE',
+    'ERR_INVALID_ARG_VALUE',
+    'ERR_INVALID_ARG_VALUE',
+    'ERR_INVALID_ARG_VALUE',
     'ERR_INVALID_ARG_VALUE',
     'ERR_INVALID_ARG_VALUE',
     'ERR_INVALID_ARG_VALUE',

@@ -7,6 +7,9 @@ import type { CallSignal, SessionHooks } from './protocol';
 
 /** Most characters of a journaled call's name. */
 const MAX_NAME = 200;
+/** What a name may not hold: control characters (line breaks among them, NUL) and Unicode's line and paragraph separators. */
+// eslint-disable-next-line no-control-regex -- control characters are what it finds
+const NOT_IN_NAME = /[\u0000-\u001f\u007f\u2028\u2029]/;
 
 /** The last name found good (at first one that is): a handler calls the same few names again and again. */
 let goodName = 'run';
@@ -14,9 +17,9 @@ let goodName = 'run';
 /** Checks a journaled call's name and body (`what`: `ctx.run()`, `ctx.stream()`; `arg`: the body's name). */
 export function checkCall(what: string, name: unknown, body: unknown, arg: string): asserts name is string {
   if (typeof name !== 'string') throw invalidType(`${what}: the "name" argument must be a string. Received ${describe(name)}`);
-  if (name !== goodName && (name.length === 0 || name.length > MAX_NAME || /[\n\r]/.test(name) || !isWellFormed(name)))
+  if (name !== goodName && (name.length === 0 || name.length > MAX_NAME || NOT_IN_NAME.test(name) || !isWellFormed(name)))
     throw invalidValue(
-      `${what}: the "name" argument must be 1-${MAX_NAME} characters without line breaks or lone surrogates. Received ${describe(name)}`,
+      `${what}: the "name" argument must be 1-${MAX_NAME} characters without control characters, line breaks or lone surrogates. Received ${describe(name)}`,
     );
   if (typeof body !== 'function')
     throw invalidType(`${what}: the "${arg}" argument must be a function. Received ${describe(body)}`);

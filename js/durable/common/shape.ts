@@ -1,6 +1,6 @@
 // What every process of one function must agree on, whatever its backend: the function's name (typed with its
 // events and outputs), the partition count, the codec and the largest encoded event.
-import { describe, invalidType } from '../../errors';
+import { describe, invalidType, invalidValue } from '../../errors';
 import { integerOption } from '../../validate';
 import type { Codec } from './codec';
 
@@ -42,4 +42,17 @@ export function checkShape(what: string, partitions: unknown, codec: unknown, ma
     throw invalidType(`${what}: options.codec must have encode() and decode(), not ${describe(codec)}`);
   }
   integerOption(what, 'maxEventBytes', maxEventBytes, 1, 512 << 20);
+}
+
+/** Options of one backend's entry points that the other's have not: named as such when given to the other. */
+const ONLY_ON = {
+  Postgres: new Set(['pool', 'schema', 'effects', 'listen', 'pollInterval']),
+  Redis: new Set(['maxLag', 'lagInterval', 'group', 'consumer', 'claimIdle']),
+};
+
+/** The error for option `key` of `what` on `backend`, which knows `known`: one of the other backend's named so. */
+export function unknownOption(what: string, key: string, known: readonly string[], backend: 'Redis' | 'Postgres'): Error {
+  const other = backend === 'Redis' ? 'Postgres' : 'Redis';
+  const elsewhere = ONLY_ON[other].has(key) ? ` (an option on ${other}, not on ${backend})` : '';
+  return invalidValue(`${what}: unknown option "${key}"${elsewhere}. Known options: ${known.join(', ')}`);
 }

@@ -2,10 +2,10 @@
 // redis/log/options.ts for Redis): the user's pool, the schema, the function's name and shape. The tables are made
 // (and migrated) at the first call that needs them, once per object (`Preparation`), so that the entry points stay
 // synchronous as on Redis.
-import { describe, invalidType, invalidValue } from '../../errors';
+import { describe, invalidType } from '../../errors';
 import { integerOption } from '../../validate';
 import { type Codec, jsonCodec } from '../../durable/common/codec';
-import type { ShapeOptions } from '../../durable/common/shape';
+import { type ShapeOptions, unknownOption } from '../../durable/common/shape';
 import { type PgSpace, spaceOf } from '../log/pg-log';
 import { PoolGate } from '../log/gate';
 import { ensurePartitions, migrate } from '../log/schema';
@@ -69,7 +69,7 @@ export function resolvePgOptions<T>(
   const shared = sharedKeys(poolKey);
   for (const key of Object.keys(options)) {
     if (!shared.includes(key) && !ownKeys.includes(key)) {
-      throw invalidValue(`${what}: unknown option "${key}". Known options: ${[...shared, ...ownKeys].join(', ')}`);
+      throw unknownOption(what, key, [...shared, ...ownKeys], 'Postgres');
     }
   }
   const { schema = 'velo_stream', name, partitions = 64, codec = jsonCodec as Codec<T>, maxEventBytes = 1 << 20 } = options;

@@ -5,7 +5,7 @@ import { describe, invalidType, invalidValue } from '../../errors';
 import { callTimeoutOption as checkCallTimeout } from '../../validate';
 import { isWellFormed } from '../../text';
 import { type Codec, jsonCodec } from '../../durable/common/codec';
-import { type ShapeOptions, checkShape } from '../../durable/common/shape';
+import { type ShapeOptions, checkShape, unknownOption } from '../../durable/common/shape';
 import type { RedisClientLike } from './connection';
 import { KeySpace } from './redis-log';
 
@@ -51,7 +51,7 @@ export function resolveOptions<T>(options: RedisOptions<T>, what: string, ownKey
   }
   for (const key of given) {
     if (!SHARED_KEYS.includes(key) && !ownKeys.includes(key)) {
-      throw invalidValue(`${what}: unknown option "${key}". Known options: ${[...SHARED_KEYS, ...ownKeys].join(', ')}`);
+      throw unknownOption(what, key, [...SHARED_KEYS, ...ownKeys], 'Redis');
     }
   }
   const { client, name, partitions = 64, codec = jsonCodec as Codec<T>, maxEventBytes = 1 << 20 } = options;
