@@ -306,6 +306,29 @@ test('fakeModel answers differently on every call: a plain call splices two answ
   assert.equal(journaled.started, 1, 'the model was asked once; the takeover continued its answer');
   assert.throws(() => fakeModel({ tokens: [0, 2] }), { code: 'ERR_INVALID_ARG_VALUE' });
   assert.throws(() => fakeModel({ pace: 1 }), { code: 'ERR_INVALID_ARG_TYPE' });
+  // `after` must be the head of one of its answers: else refused, not taken for a new answer.
+  const model = fakeModel({ tokens: [4, 4] });
+  const head = [];
+  for await (const t of model.stream('q')) if (head.push(t) === 2) break;
+  const rest = [];
+  for await (const t of model.stream('q', head)) rest.push(t);
+  assert.deepEqual(
+    rest.map((t) => [t.answer, t.i]),
+    [
+      [head[0].answer, 2],
+      [head[0].answer, 3],
+    ],
+  );
+  assert.throws(() => model.stream('q', 'x'), { code: 'ERR_INVALID_ARG_TYPE' });
+  for (const bad of [
+    [5, 'x'],
+    [head[1]],
+    [head[0], { ...head[1], answer: 'other' }],
+    [head[0], head[0]],
+    [...head, ...rest, rest[1]],
+  ])
+    assert.throws(() => model.stream('q', bad), { code: 'ERR_INVALID_ARG_VALUE', message: /"after" must be the first chunks/ });
+  assert.equal(model.answers, 1);
 });
 
 /** A worker whose session of `fn` took one event, was committed, and was replayed by the next owner after a crash. */

@@ -55,15 +55,36 @@ export function fakeModel(options: FakeModelOptions = {}): FakeModel {
     get answers() {
       return answers;
     },
-    async *stream(prompt: string, after: readonly FakeToken[] = []) {
-      const first = after[0];
-      const answer = first?.answer ?? randomUUID();
-      const of = first?.of ?? min + Math.floor(Math.random() * (max - min + 1));
-      if (first === undefined) answers++;
-      for (let i = after.length; i < of; i++) {
-        if (pace !== undefined) await pace();
-        yield { answer, i, of, text: `${prompt.length % 7 === 0 ? '' : ' '}${answer.slice(0, 4)}-${i}` };
-      }
+    stream(prompt: string, after: readonly FakeToken[] = []) {
+      checkAfter(after);
+      return streamed(prompt, after);
     },
   };
+
+  async function* streamed(prompt: string, after: readonly FakeToken[]): AsyncGenerator<FakeToken, void, undefined> {
+    const first = after[0];
+    const answer = first?.answer ?? randomUUID();
+    const of = first?.of ?? min + Math.floor(Math.random() * (max - min + 1));
+    if (first === undefined) answers++;
+    for (let i = after.length; i < of; i++) {
+      if (pace !== undefined) await pace();
+      yield { answer, i, of, text: `${prompt.length % 7 === 0 ? '' : ' '}${answer.slice(0, 4)}-${i}` };
+    }
+  }
+}
+
+/** `after` is the head of one answer of a fake model, as it streamed it (chunks `0, 1, ...` of one id): else refused. */
+function checkAfter(after: unknown): void {
+  const refuse = (why: string) =>
+    invalidValue(`fakeModel().stream(): "after" must be the first chunks of one of its answers, as it streamed them: ${why}`);
+  if (!Array.isArray(after)) throw invalidType(`fakeModel().stream(): "after" must be an array. Received ${describe(after)}`);
+  const first = after[0] as Partial<FakeToken> | undefined;
+  after.forEach((chunk: Partial<FakeToken> | null, i) => {
+    if (chunk === null || typeof chunk !== 'object' || typeof chunk.answer !== 'string')
+      throw refuse(`chunk ${i} is ${describe(chunk)}, not a chunk of its`);
+    if (chunk.answer !== first?.answer || chunk.of !== first.of) throw refuse(`chunk ${i} is of another answer`);
+    if (chunk.i !== i) throw refuse(`chunk ${i} has index ${String(chunk.i)}`);
+  });
+  if (first !== undefined && !(Number.isSafeInteger(first.of) && after.length <= (first.of as number)))
+    throw refuse(`${after.length} chunks of an answer of ${String(first.of)}`);
 }
