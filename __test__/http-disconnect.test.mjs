@@ -1,6 +1,6 @@
 // Real clients that disconnect at every stage of a streamed response, for
-// each way of sending one: sendNdjson, sendSse, pipeline(toReadable(...), res)
-// and Fastify's reply.send(toReadable(...)). Whatever the stage, the stream
+// each way of sending one: sendNdjson, sendSse, pipeline(toReadable(...), res),
+// toReadable(...).pipe(res) and Fastify's reply.send(toReadable(...)). Whatever the stage, the stream
 // must be cancelled at once: the handler's `finally` runs, its slot frees,
 // the server (or Fastify app) closes, nothing is left unhandled or warned.
 import { test } from 'node:test';
@@ -102,6 +102,13 @@ const nodeModes = {
   ndjson: (res, s) => sendNdjson(res, s),
   sse: (res, s) => sendSse(res, s),
   'pipeline(toReadable)': (res, s) => pipeline(toReadable(s, 'ndjson'), res),
+  // Express' everyday idiom: Node's pipe() leaves the source as it is when the response closes.
+  'toReadable().pipe(res)': (res, s) =>
+    new Promise((resolve) => {
+      const readable = toReadable(s, 'ndjson');
+      readable.on('close', () => resolve('resolved'));
+      readable.pipe(res);
+    }),
 };
 
 for (const [mode, send] of Object.entries(nodeModes)) {
@@ -217,10 +224,7 @@ test('toReadable: outputs, then the end; a handler error becomes an error frame;
   // As every writer: the outputs before it, then its error line, and the end; the stream is stopped.
   text = '';
   for await (const chunk of readable) text += chunk;
-  assert.match(
-    text,
-    /^\{"error":\{"message":"Internal Server Error","code":"ERR_VELO_SERIALIZE"\}\}\n$/,
-  );
+  assert.match(text, /^\{"error":\{"message":"Internal Server Error","code":"ERR_VELO_SERIALIZE"\}\}\n$/);
   await until(() => finalized === 1, 5000, 'the stream stopped');
   assert.equal(endless.stats().open, 0);
 });
@@ -293,7 +297,7 @@ test("a client that leaves before the writer is called (its body's feed made, no
   }
 });
 
-test('an answer written without a writer, the body\'s feed never read, cancels the stream once the answer is over: its slot frees', async () => {
+test("an answer written without a writer, the body's feed never read, cancels the stream once the answer is over: its slot frees", async () => {
   const { fn, seen } = finalizingEcho({ idleTimeout: 0, maxConcurrent: 1 });
   // The app keeps every feed it made: no collection can be what frees the slot.
   const kept = [];

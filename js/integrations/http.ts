@@ -499,9 +499,10 @@ export function sendSse<O>(res: ServerResponse, outputs: Stoppable<O>, opts?: Re
 
 /**
  * The Readable of `toReadable`: it keeps the first HTTP response it is piped
- * into (Fastify's `reply.send` and `pipeline` pipe it), to answer an error
- * before any output with a status, and to close a connection whose body
- * nobody reads any more, as the writers do.
+ * into (Fastify's `reply.send` and `pipeline` pipe it, as does a plain
+ * `.pipe(res)`), to answer an error before any output with a status, to close
+ * a connection whose body nobody reads any more, as the writers do, and to be
+ * destroyed (the stream cancelled) when the response closes unfinished.
  */
 class OutputReadable extends Readable {
   response: ServerResponse | undefined = undefined;
@@ -517,6 +518,11 @@ class OutputReadable extends Readable {
       }
       this.response = destination;
       if (isHead(destination)) this.onHead?.();
+      // A response closed before its end was written (a client that left): the stream is cancelled, as `pipeline`
+      // and Fastify do by destroying this Readable. (Node's own pipe() only unpipes.)
+      destination.once('close', () => {
+        if (!destination.writableFinished) this.destroy();
+      });
     }
     return super.pipe(destination, options);
   }
