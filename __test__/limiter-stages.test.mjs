@@ -273,13 +273,16 @@ test('the idle clock is held while a stream waits for admission: it is not ended
   assert.deepEqual(started, [a.id, b.id]);
 });
 
-test("'reject' mode: open() throws ERR_VELO_RATE_LIMITED synchronously, counted, and takes no maxConcurrent slot", async () => {
+test("'reject' mode: open() throws ERR_VELO_RATE_LIMITED synchronously, counted by the limiter and the function, and takes no maxConcurrent slot", async () => {
   const l = limiter({ concurrency: 1, mode: 'reject', name: 'gate' });
   const { fn } = echoFn(l, { maxConcurrent: 5 });
   const a = fn.open();
   assert.throws(() => fn.open(), { code: 'ERR_VELO_RATE_LIMITED', limiter: 'gate' });
   assert.equal(l.stats().rejected, 1);
-  assert.deepEqual([fn.stats().open, fn.stats().opened], [1, 1]);
+  assert.deepEqual([fn.stats().open, fn.stats().opened, fn.stats().rejected], [1, 1, 1]);
+  // run() is refused the same way, and counted.
+  await assert.rejects(fn.run([1]), { code: 'ERR_VELO_RATE_LIMITED' });
+  assert.equal(fn.stats().rejected, 2);
   a.end();
   await collect(a);
   const b = fn.open();

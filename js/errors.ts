@@ -1545,8 +1545,17 @@ export function workerClosedError(): Error & { code: 'ERR_VELO_CLOSED' } {
 
 // ----- limiters -----
 
+/** The errors `refusal` made: a limiter's refusals, as opposed to failures (a throwing key function, a bad cost). */
+const refusals = new WeakSet<Error>();
+
+/** Whether `error` is a limiter's refusal (no permit now, a full line, a closed limiter, a cost over the burst). */
+export function isRefusal(error: unknown): boolean {
+  return error instanceof Error && refusals.has(error);
+}
+
 /** The HTTP fields of a refusal: `status` from `HTTP_ANSWERS`, and `headers` (`Retry-After`) whenever `retryAfter` is set. */
 function refusal<E extends Error>(error: E, code: keyof typeof HTTP_ANSWERS): E & { status: number } {
+  refusals.add(error);
   Object.defineProperty(error, 'status', {
     value: HTTP_ANSWERS[code].status,
     enumerable: true,

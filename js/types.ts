@@ -258,7 +258,7 @@ export interface StreamFnStats {
   failed: number;
   /** Streams cancelled (`cancel()`, `break`, an aborted signal, collected while open). */
   cancelled: number;
-  /** Opens refused at `maxConcurrent`. */
+  /** Opens refused: at `maxConcurrent`, or by a `limiter` in `'reject'` mode. */
   rejected: number;
 }
 

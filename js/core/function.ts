@@ -1,5 +1,5 @@
 import { assertOptionsObject, checkKeys, readingOptions, resolveConfig, resolveOpen, type ResolvedOpen } from '../config';
-import { StreamLimitError, describe, invalidType, invalidValue, pipeSessionCallError } from '../errors';
+import { StreamLimitError, describe, invalidType, invalidValue, isRefusal, pipeSessionCallError } from '../errors';
 import { type GroupPermit, NativeFunction, type Outcome, type Totals, ops } from '../addon/addon';
 import { assertSource, collectOutputs } from './drive';
 import { FirstTurnGate, NativeStream, reportDone, settleFirstTurns } from './native-stream';
@@ -244,9 +244,17 @@ class SingleFn<I, O> extends FnBase<I, O> {
       this.#gate.open++;
       return this[kStart](-1, idle, signal);
     }
-    // A limiter in 'reject' mode refuses here, before a slot is taken.
-    const admission =
-      this.#limiters === undefined ? undefined : admitAtOpen(this.#limiters, `Cannot open a stream of "${this.name}"`, key, cost);
+    // A limiter in 'reject' mode refuses here, before a slot is taken (counted as the function's refusal too).
+    let admission: Admission | undefined;
+    try {
+      admission =
+        this.#limiters === undefined
+          ? undefined
+          : admitAtOpen(this.#limiters, `Cannot open a stream of "${this.name}"`, key, cost);
+    } catch (error) {
+      if (isRefusal(error)) this.#native.refuse();
+      throw error;
+    }
     const handle = this[kAdmit](idle);
     if (handle < 0) {
       if (admission !== undefined) for (const p of admission.permits) p.release();
