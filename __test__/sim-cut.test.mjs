@@ -3,7 +3,8 @@
 // part way or never, as a stalled connection or a stopped server does on either backend. Each run must still make the
 // model's sessions and outputs and settle. With no bound (a stalled call that never answers) 62 of seeds 1-300 did
 // not settle; a balance held up by a stalled heartbeat held its leases' renewals with it (seeds 48 and 403 with
-// versions and answers), which the worker renews on their own clock.
+// versions and answers), which the worker renews on their own clock. A superseded worker's hand-over may wait out a
+// stall of its own and one of the newer worker's.
 import { seedSlices } from './helpers/sim-slices.mjs';
 
 /** Seeds run with stalled calls by `npm test`. */
@@ -40,5 +41,18 @@ seedSlices(
     options: { cut: true, versions: true, journal: true, answers: true },
     // (1498: a newer worker whose heartbeat stalled past its registration is gone to the others: their revival.)
     extra: [1498],
+  },
+);
+
+seedSlices(
+  "with calls stalled until cut, applied out of order as a pool commits them, releases deployed, answers and journaled calls: each run makes the model's sessions",
+  {
+    from: 1,
+    to: 50,
+    size: 50,
+    options: { cut: true, poolOrder: true, versions: true, journal: true, answers: true },
+    // (200238, 202110: the newer worker's heartbeat stalls, its registration lapses and the older rightly serves on,
+    // then the older's own heartbeat stalls: the hand-over takes a stall of each, not one.)
+    extra: [200238, 202110],
   },
 );

@@ -89,14 +89,15 @@ export function supersedesByDocs(a, b) {
 
 /**
  * The fleet invariant of the versioned runs (`SimOptions.invariant`): a worker superseded by one that is up hands its
- * partitions over (within a lease and a balance period of both being up, and `stall` ms more where a call of either
- * may stall until its bound cuts it), so it never keeps serving beside a newer release: two releases would then
- * open, or migrate, each other's sessions.
+ * partitions over (within a lease and a balance period of both being up, and `stall` ms more for each of the two
+ * where a call may stall until its bound cuts it), so it never keeps serving beside a newer release: two releases
+ * would then open, or migrate, each other's sessions. (A stall of each: the newer worker's heartbeat stalled, its
+ * registration lapses and the older rightly serves on; then the older's heartbeat, which would see it again, stalls.)
  */
 export function supersededHandOver(releases, leaseTtl, stall = 0) {
   const since = new Map();
   const unowned = new Map();
-  const grace = 2 * leaseTtl + stall;
+  const grace = 2 * leaseTtl + 2 * stall;
   const runs = (r, versions) =>
     r.migrate === true || versions.every((v) => v === '' || v === r.version || (r.carries ?? []).includes(v));
   return (fleet) => {
