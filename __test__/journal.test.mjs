@@ -221,6 +221,8 @@ test('bad arguments are refused with codes; a pipe stage run by a worker has no 
         ['a\u0000b', () => 1],
         ['a\u2028b', () => 1],
         ['a\u007fb', () => 1],
+        ['a\u0085b', () => 1],
+        ['a\u009fb', () => 1],
         ['x'.repeat(201), () => 1],
         ['ok', 'not a function'],
       ]) {
@@ -237,6 +239,8 @@ test('bad arguments are refused with codes; a pipe stage run by a worker has no 
   await fn.run([1]);
   assert.deepEqual(codes, [
     'ERR_INVALID_ARG_TYPE',
+    'ERR_INVALID_ARG_VALUE',
+    'ERR_INVALID_ARG_VALUE',
     'ERR_INVALID_ARG_VALUE',
     'ERR_INVALID_ARG_VALUE',
     'ERR_INVALID_ARG_VALUE',

@@ -290,6 +290,22 @@ test("'reject' mode: open() throws ERR_VELO_RATE_LIMITED synchronously, counted 
   await collect(b);
 });
 
+test("an open refused at maxConcurrent spends no limiter's budget: a rate's tokens are kept for the next open", async () => {
+  const l = limiter({ rate: { limit: 2, period: 60_000 }, mode: 'reject', name: 'rate' });
+  const { fn } = echoFn(l, { maxConcurrent: 1 });
+  const a = fn.open();
+  for (let i = 0; i < 3; i++) assert.throws(() => fn.open(), { code: 'ERR_VELO_STREAM_LIMIT' });
+  await assert.rejects(fn.run([1]), { code: 'ERR_VELO_STREAM_LIMIT' });
+  assert.deepEqual([l.stats().admitted, l.stats().rejected, fn.stats().rejected], [1, 0, 4]);
+  a.end();
+  await collect(a);
+  // The second token is still there; the third open is the rate's refusal.
+  const b = fn.open();
+  b.end();
+  await collect(b);
+  assert.throws(() => fn.open(), { code: 'ERR_VELO_RATE_LIMITED', limiter: 'rate' });
+});
+
 test('cancel of a stream waiting for admission leaves the line', async () => {
   const l = limiter({ concurrency: 1 });
   const { fn, started } = echoFn(l);

@@ -244,7 +244,10 @@ class SingleFn<I, O> extends FnBase<I, O> {
       this.#gate.open++;
       return this[kStart](-1, idle, signal);
     }
-    // A limiter in 'reject' mode refuses here, before a slot is taken (counted as the function's refusal too).
+    // A full `maxConcurrent` refuses first, so a refused open spends no limiter's budget (a rate's tokens are not
+    // given back). A limiter in 'reject' mode refuses next, before a slot is taken (counted as the function's
+    // refusal too).
+    if (this.#limiters !== undefined && !this.#gate.hasRoom()) throw this.#refused();
     let admission: Admission | undefined;
     try {
       admission =

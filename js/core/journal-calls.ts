@@ -9,7 +9,7 @@ import type { CallSignal, SessionHooks } from './protocol';
 const MAX_NAME = 200;
 /** What a name may not hold: control characters (line breaks among them, NUL) and Unicode's line and paragraph separators. */
 // eslint-disable-next-line no-control-regex -- control characters are what it finds
-const NOT_IN_NAME = /[\u0000-\u001f\u007f\u2028\u2029]/;
+const NOT_IN_NAME = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
 
 /** The last name found good (at first one that is): a handler calls the same few names again and again. */
 let goodName = 'run';
