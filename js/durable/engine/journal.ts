@@ -198,6 +198,8 @@ export class Journal {
   #inFlight: { input: number; written: number } | null = null;
   /** The input where the new version's outputs stopped lining up with the old version's records, -1: none. */
   #restartedInput = -1;
+  /** A restart decided and not yet queued for its report (`takeRestart`). */
+  #unreported: AnswerRestartedError | null = null;
 
   /** Its session was adopted by `migrate` while its old version was answering `input`, having written `written` outputs of it. */
   answerInFlight(input: number, written: number): void {
@@ -227,14 +229,23 @@ export class Journal {
 
   /**
    * The new version's outputs for the answer in flight are not the old ones continued (`reason`: where they part): it
-   * continues nothing there (its outputs for it are written whole, after the old ones), and this is reported, once.
+   * continues nothing there (its outputs for it are written whole, after the old ones), and this is reported, once:
+   * with the commit of the session's next output or end (`takeRestart`), so a restart whose writes are fenced (the
+   * next owner decides again) is never reported.
    */
   restart(reason: string): void {
     const input = this.inputs();
     if (this.#restartedInput === input) return;
     this.#restartedInput = input;
     if (this.continuedInput === input) this.continuedInput = -1;
-    this.host.report(new AnswerRestartedError(this.sid, reason));
+    this.#unreported = new AnswerRestartedError(this.sid, reason);
+  }
+
+  /** The restart decided since the last call, to report once the commit of what the session queues next lands. */
+  takeRestart(): AnswerRestartedError | null {
+    const error = this.#unreported;
+    this.#unreported = null;
+    return error;
   }
 
   /** Whether its handler journals (a call made, or records or calls restored): its outputs carry a digest then. */

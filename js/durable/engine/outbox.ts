@@ -56,8 +56,13 @@ export interface JournalItem {
   readonly journal: QueuedJournal;
 }
 
-/** An output (queued as its record), acks, or a journal record. */
-export type OutboxItem = OutputRecord | AcksItem | JournalItem;
+/** An error for the worker's `onError`, told once the commit that takes it (and everything queued before it) lands. */
+export interface ReportItem {
+  readonly report: unknown;
+}
+
+/** An output (queued as its record), acks, a journal record, or a report. */
+export type OutboxItem = OutputRecord | AcksItem | JournalItem | ReportItem;
 
 /**
  * The openings of the partition's sessions not written yet (versions): each goes with its session's first commit that
@@ -128,8 +133,18 @@ export class Outbox<O> {
     this.#openings = openings;
   }
 
-  /** The openings a commit of these outputs, checkpoints and ends writes: its sessions' not written yet, unless ended. */
-  #opened(outputs: readonly OutputRecord[], checkpoints: Iterable<string>, ended: readonly string[]): SessionOpening[] {
+  /**
+   * The openings a commit of these outputs, checkpoints, journal entries and ends writes: its sessions' not written
+   * yet, unless ended. A journal entry is a write of its opening's version too: its records sit at that version's
+   * places, and under a stored opening of another version a later owner would replay them with that version's
+   * handler, whose later calls would take them.
+   */
+  #opened(
+    outputs: readonly OutputRecord[],
+    checkpoints: Iterable<string>,
+    journal: readonly JournalEntry[],
+    ended: readonly string[],
+  ): SessionOpening[] {
     const openings = this.#openings;
     if (openings === undefined) return [];
     const gone = new Set(ended);
@@ -141,6 +156,7 @@ export class Outbox<O> {
     };
     for (const o of outputs) look(o.sid);
     for (const sid of checkpoints) look(sid);
+    for (const entry of journal) look(entry.sid);
     return [...found.values()];
   }
 
@@ -155,6 +171,16 @@ export class Outbox<O> {
   queueJournal(entry: QueuedJournal): void {
     if (this.#discard) return;
     this.#items.push({ journal: entry });
+    this.#flushing ??= this.#flush();
+  }
+
+  /**
+   * Queues a report, told once everything queued before it is committed by this owner (never if its lease is lost
+   * first). Queued right after an output, it goes in that output's commit (a batch ends only before an output).
+   */
+  queueReport(error: unknown): void {
+    if (this.#discard) return;
+    this.#items.push({ report: error });
     this.#flushing ??= this.#flush();
   }
 
@@ -212,10 +238,12 @@ export class Outbox<O> {
       const journal: JournalEntry[] = [];
       const journaled: QueuedJournal[] = [];
       const unjournal: string[] = [];
+      const reports: unknown[] = [];
       let taken = 0;
       // A prefix of the queue, in order: a session's acks never go before its outputs.
       for (const item of this.#items) {
-        if ('journal' in item) {
+        if ('report' in item) reports.push(item.report);
+        else if ('journal' in item) {
           journal.push(item.journal.take());
           journaled.push(item.journal);
         } else if (!('acks' in item)) {
@@ -242,7 +270,7 @@ export class Outbox<O> {
       // The same commit (the same serial) until it succeeds: a retry after a lost reply is recognised and changes
       // nothing. Without local delivery too: a commit that ended a session dropped its high-water mark, so its
       // outputs, sent again, would be written again.
-      const opened = this.#opened(outputs, checkpoints.keys(), ended);
+      const opened = this.#opened(outputs, checkpoints.keys(), journal, ended);
       const commit = {
         outputs,
         checkpoints: [...checkpoints.values()],
@@ -273,6 +301,7 @@ export class Outbox<O> {
         break;
       }
       for (const entry of journaled) entry.written();
+      for (const error of reports) w.report(error);
       w.startGate.open();
       w.counters.outputs += outputs.length;
       w.counters.checkpoints += checkpoints.size;

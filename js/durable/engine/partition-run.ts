@@ -8,7 +8,7 @@ import { sleepOn } from '../common/clock';
 import { FencedError, decodeError } from '../../errors';
 import { idTime } from '../common/log-ids';
 import { Session, type SessionRun, sessionEnd } from './session';
-import { SessionWrites, passWrittenBefore } from './session-writes';
+import { SessionWrites, passWrittenBefore, queueRestart } from './session-writes';
 import { SessionForward } from './session-forward';
 import { wouldTake } from '../rules/session-rules';
 import { SessionOpener } from './session-opener';
@@ -659,6 +659,7 @@ export class PartitionRun<I, O> {
     // Its journal goes with it, in the commit that ends it.
     const unjournal = s.checkpoints?.journal?.all();
     this.#outbox.queue({ acks, ended: s.sid, lastSeq: s.seq, endedAt: sessionEnd(s, acks), keep: kept, after, unjournal });
+    queueRestart(s, this.#outbox);
     if (moved.length > 0) this.#entries.drainHeld().catch((error: unknown) => this.worker.report(error));
   }
 

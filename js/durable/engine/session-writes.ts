@@ -28,6 +28,12 @@ export class SessionWrites<I, O> {
     private readonly outbox: Outbox<O>,
   ) {}
 
+  /** Queues an output of the session, and after it the restart its journal decided, if any (`Journal.restart`). */
+  #queue(s: Session<I, O>, output: OutputRecord): void {
+    this.outbox.queueOutput(output);
+    queueRestart(s, this.outbox);
+  }
+
   /** Queues the session's next output (or, if the codec refuses it, its failure). */
   output(s: Session<I, O>, value: O): void {
     // (A step of a simulated run, which may stop the process past its bound: `PartitionHost.step`.)
@@ -90,7 +96,7 @@ export class SessionWrites<I, O> {
       return;
     }
     (output as { seq: number }).seq = ++s.seq;
-    this.outbox.queueOutput(output);
+    this.#queue(s, output);
   }
 
   /**
@@ -173,7 +179,7 @@ export class SessionWrites<I, O> {
     for (const output of held.outputs) {
       if ((output.at?.[1] ?? 0) <= old.at[1]) continue;
       (output as { seq: number }).seq = ++s.seq;
-      this.outbox.queueOutput(output);
+      this.#queue(s, output);
     }
   }
 
@@ -201,7 +207,7 @@ export class SessionWrites<I, O> {
     if (held === null) return;
     for (const output of held.outputs) {
       (output as { seq: number }).seq = ++s.seq;
-      this.outbox.queueOutput(output);
+      this.#queue(s, output);
     }
   }
 
@@ -236,7 +242,7 @@ export class SessionWrites<I, O> {
     this.settleHeld(s);
     passWrittenBefore(s);
     const failure = serializeError(error, this.worker.maxEventBytes);
-    this.outbox.queueOutput({ sid: s.sid, seq: ++s.seq, key: s.key, error: failure, traceparent: s.scope?.traceparent });
+    this.#queue(s, { sid: s.sid, seq: ++s.seq, key: s.key, error: failure, traceparent: s.scope?.traceparent });
   }
 
   /**
@@ -286,4 +292,13 @@ export function passWrittenBefore<I, O>(s: Session<I, O>): void {
   if (s.writtenBefore === null) return;
   s.seq = Math.max(s.seq, s.writtenBefore.written);
   s.writtenBefore = null;
+}
+
+/**
+ * The restart the session's journal decided (`Journal.restart`), reported with the commit of what was queued just
+ * before: its next output, or its end. A commit fenced meanwhile reports nothing (the next owner decides again).
+ */
+export function queueRestart<I, O>(s: Session<I, O>, outbox: Outbox<O>): void {
+  const restarted = s.checkpoints?.journal?.takeRestart();
+  if (restarted != null) outbox.queueReport(restarted);
 }

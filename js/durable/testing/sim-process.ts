@@ -25,7 +25,7 @@ import { renewed, workerStats } from '../engine/worker-stats';
 import type { WorkerStats } from '../engine/worker-types';
 import type { SimLimiter } from './sim-limiter';
 import { connectionOf } from './recording-store';
-import type { VirtualClock } from './virtual-clock';
+import { VirtualClock } from './virtual-clock';
 
 /** The worker's settings a run uses (those of `redisWorker`), all optional. */
 export interface SimLimits {
@@ -154,11 +154,14 @@ export class ProcessClock implements Clock {
    * stays work or keep-alive as it was, so a quiet span never postpones work a pause held).
    */
   #guard(fn: () => void, keepAlive: boolean, timer?: ProcessTimer): () => void {
+    // Its place among callbacks due at once, kept while it is held (first: the timer's, or now for an immediate).
+    let order: number | undefined;
     const guarded = () => {
       if (this.#dead) return;
       const now = this.base.now();
       if (now < this.#until) {
-        const later = this.base.setTimeout(guarded, this.#until - now, keepAlive);
+        order ??= timer?.inner == null ? this.base.orderNow() : VirtualClock.orderOf(timer.inner);
+        const later = this.base.setTimeout(guarded, this.#until - now, keepAlive, order);
         if (timer !== undefined) timer.inner = later;
         return;
       }

@@ -41,14 +41,31 @@ export class VirtualClock implements Clock {
     return this.#now;
   }
 
-  /** `postponable`: `postpone()` may move it later. */
-  setTimeout(fn: () => void, ms: number, postponable = false): ClockTimer {
-    const timer = new VirtualTimer(this.#now + Math.max(0, ms), this.#order++, fn, postponable);
-    // After every timer due at or before it (a later timer of the same time fires after those made before it).
+  /**
+   * `postponable`: `postpone()` may move it later. `order`: its place among timers of the same due time, by default
+   * after every one made before it; a callback held and set again keeps the place it had (`orderNow`, `orderOf`), so
+   * one held again and again never falls behind work queued after it.
+   */
+  setTimeout(fn: () => void, ms: number, postponable = false, order = this.#order++): ClockTimer {
+    const timer = new VirtualTimer(this.#now + Math.max(0, ms), order, fn, postponable);
     let i = this.#timers.length;
-    while (i > 0 && this.#timers[i - 1].at > timer.at) i--;
+    while (
+      i > 0 &&
+      (this.#timers[i - 1].at > timer.at || (this.#timers[i - 1].at === timer.at && this.#timers[i - 1].order > order))
+    )
+      i--;
     this.#timers.splice(i, 0, timer);
     return timer;
+  }
+
+  /** A place after every timer made so far (for a callback run now and held: an immediate). */
+  orderNow(): number {
+    return this.#order++;
+  }
+
+  /** The place of a timer of a virtual clock among those of its due time. */
+  static orderOf(timer: ClockTimer): number {
+    return (timer as VirtualTimer).order;
   }
 
   /** The due time of the first pending timer that cannot be postponed, or undefined with none. */
