@@ -17,6 +17,12 @@ const WRITERS = {
   sendSse: { format: 'sse', serve: (res, outputs) => sendSse(res, outputs) },
   'toReadable ndjson': { format: 'ndjson', serve: (res, outputs) => pipeline(toReadable(outputs, 'ndjson'), res) },
   'toReadable sse': { format: 'sse', serve: (res, outputs) => pipeline(toReadable(outputs, 'sse'), res) },
+  // Node's own pipe(), as Express code writes it.
+  'toReadable ndjson .pipe(res)': {
+    format: 'ndjson',
+    serve: async (res, outputs) => void toReadable(outputs, 'ndjson').pipe(res),
+  },
+  'toReadable sse .pipe(res)': { format: 'sse', serve: async (res, outputs) => void toReadable(outputs, 'sse').pipe(res) },
 };
 
 function fetchText(url) {
