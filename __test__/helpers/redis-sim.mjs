@@ -88,11 +88,13 @@ export function supersedesByDocs(a, b) {
 }
 
 /**
- * The fleet invariant of the versioned runs (`SimOptions.invariant`): a worker superseded by one that is up hands its
- * partitions over (within a lease and a balance period of both being up, and `stall` ms more for each of the two
- * where a call may stall until its bound cuts it), so it never keeps serving beside a newer release: two releases
- * would then open, or migrate, each other's sessions. (A stall of each: the newer worker's heartbeat stalled, its
- * registration lapses and the older rightly serves on; then the older's heartbeat, which would see it again, stalls.)
+ * The fleet invariant of the versioned runs (`SimOptions.invariant`): a worker superseded by one that is up and
+ * registered (what the others can see of it) hands its partitions over (within a lease and a balance period of both
+ * being so, and `stall` ms more for each of the two where a call may stall until its bound cuts it), so it never
+ * keeps serving beside a newer release: two releases would then open, or migrate, each other's sessions. (A stall of
+ * each: the newer worker's registration seen again only when its heartbeat's stalled reply comes; then the older's
+ * heartbeat, which would see it, stalls. The newer worker's heartbeats may stall again and again: its registration
+ * lapses, and the older rightly serves on meanwhile.)
  */
 export function supersededHandOver(releases, leaseTtl, stall = 0) {
   const since = new Map();
@@ -119,7 +121,7 @@ export function supersededHandOver(releases, leaseTtl, stall = 0) {
       const over =
         p.up &&
         p.partitions.length > 0 &&
-        fleet.processes.some((q) => q.up && supersedesByDocs(releases[q.release], releases[p.release]));
+        fleet.processes.some((q) => q.up && q.registered && supersedesByDocs(releases[q.release], releases[p.release]));
       if (!over) {
         since.delete(p.id);
         continue;

@@ -156,6 +156,8 @@ export interface SimFleet {
     readonly sessions: readonly { readonly partition: number; readonly version: string }[];
     /** Live and not paused, not closing. */
     readonly up: boolean;
+    /** Its registration is live in the store now: what the other workers see of it (a stalled heartbeat lets it lapse). */
+    readonly registered: boolean;
     /** The partitions it runs (it may have lost some without knowing yet). */
     readonly partitions: readonly number[];
   }[];

@@ -495,6 +495,7 @@ export class Simulation<I, O> implements SimHost<I, O> {
               [...run.sessions.values()].map((session) => ({ partition: run.partition, version: session.opening.version })),
             ),
             up: !p.clock.paused && !p.closing,
+            registered: this.store.registered(p.id),
             partitions: [...p.runs.keys()],
           })),
       });
