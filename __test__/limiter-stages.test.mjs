@@ -69,6 +69,19 @@ test("a task call refused ('reject' mode) fails its attempt: retry and onError a
   assert.deepEqual(await stage.run([1]), [1]);
 });
 
+test("a task call refused by a later limiter takes nothing from the earlier ones' rates: the call never ran", async () => {
+  const rate = limiter({ rate: { limit: 2, period: 60_000 }, name: 'rate' });
+  const gate = limiter({ concurrency: 1, mode: 'reject', name: 'gate' });
+  const held = await gate.acquire();
+  const stage = task((x) => x, { limiter: [rate, gate], onError: (e) => e.code });
+  assert.deepEqual(await stage.run([1, 2, 3]), ['ERR_VELO_RATE_LIMITED', 'ERR_VELO_RATE_LIMITED', 'ERR_VELO_RATE_LIMITED']);
+  assert.deepEqual([rate.stats().admitted, rate.stats().inUse], [0, 0]);
+  held.release();
+  // The rate's two units are both there.
+  assert.deepEqual(await stage.run([1, 2]), [1, 2]);
+  assert.equal(rate.stats().admitted, 2);
+});
+
 test('cancelling a stream: calls waiting for a permit leave the line; calls running release theirs when they settle', async () => {
   const l = limiter({ concurrency: 2 });
   const gate = deferred();
@@ -304,6 +317,28 @@ test("an open refused at maxConcurrent spends no limiter's budget: a rate's toke
   b.end();
   await collect(b);
   assert.throws(() => fn.open(), { code: 'ERR_VELO_RATE_LIMITED', limiter: 'rate' });
+});
+
+test("an open refused by a later 'reject' limiter spends none of the earlier limiters' rates", async () => {
+  const rate = limiter({ rate: { limit: 3, period: 60_000 }, mode: 'reject', name: 'rate' });
+  const perKey = limiter({ rate: { limit: 5, period: 60_000 }, key: (item) => item.key, cost: (item) => item.cost ?? 1 });
+  const conc = limiter({ concurrency: 1, mode: 'reject', name: 'conc' });
+  const { fn } = echoFn([rate, perKey, conc]);
+  const a = fn.open({ key: 't', cost: 2 });
+  for (let i = 0; i < 4; i++)
+    assert.throws(() => fn.open({ key: 't', cost: 2 }), { code: 'ERR_VELO_RATE_LIMITED', limiter: 'conc' });
+  assert.deepEqual([rate.stats().admitted, rate.stats().inUse, perKey.stats().admitted, conc.stats().rejected], [1, 1, 1, 4]);
+  a.end();
+  await collect(a);
+  // Two of the rate's three units left, and three of the key's five (cost 2 each: one open more).
+  const b = fn.open({ key: 't', cost: 2 });
+  b.end();
+  await collect(b);
+  const c = fn.open({ key: 'u' });
+  c.end();
+  await collect(c);
+  assert.throws(() => fn.open({ key: 'v' }), { code: 'ERR_VELO_RATE_LIMITED', limiter: 'rate' });
+  assert.deepEqual([rate.stats().admitted, perKey.stats().admitted], [3, 3]);
 });
 
 test('cancel of a stream waiting for admission leaves the line', async () => {

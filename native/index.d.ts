@@ -65,6 +65,11 @@ export declare class NativeLimiter {
    * of a lower priority, and its key's line serves tenants by share, then by turns, within a priority.
    */
   acquireFair(key: number, cost: number, id: number, tenant: number, weight: number, priority: number, nowMs: number): number
+  /**
+   * Undoes a grant of `cost` on `key` just made and never used: its permit and its rate units come back, and it
+   * counts as not admitted; the count of waiters decided.
+   */
+  refund(key: number, cost: number, nowMs: number): number
   /** Takes waiter `id` out of line; true if it was waiting. */
   cancel(id: number, nowMs: number): boolean
   /** Grants what the rate allows by now; the count of waiters decided. */

@@ -14,7 +14,7 @@ import { invalidReturn } from '../errors';
 import type { AdmissionItem, StreamContext, StreamHandler } from '../types';
 import { kHoldIdle, type HandlerStream } from './stream';
 import { isLocalLimiter } from '../limits/local';
-import { checkedPermit, keepWhenCollected, releaseAll, releaseWhenCollected, tryFirst } from '../limits/use';
+import { checkedPermit, keepWhenCollected, refundAll, releaseAll, releaseWhenCollected, tryFirst } from '../limits/use';
 import type { Limiter, Permit } from '../limits/types';
 
 /** One stream's admission: the permits granted so far, and (once made) the stream, whose idle clock it holds. */
@@ -46,7 +46,8 @@ const dropped = new FinalizationRegistry<AbortController>((controller) =>
 
 /**
  * At `open()`: the permits available now, in order, up to the first that is not. A limiter of `limiter()` in
- * 'reject' mode with none throws (ERR_VELO_RATE_LIMITED, counted), after giving back those taken.
+ * 'reject' mode with none throws (ERR_VELO_RATE_LIMITED, counted), after giving back those taken: those of
+ * `limiter()` with their rate units, so a refused open spends no budget.
  */
 export function admitAtOpen(limiters: readonly Limiter<unknown>[], what: string, key?: unknown, cost?: number): Admission {
   const permits: Permit[] = [];
@@ -63,7 +64,7 @@ export function admitAtOpen(limiters: readonly Limiter<unknown>[], what: string,
       else break;
     }
   } catch (error) {
-    releaseAll(permits);
+    refundAll(permits);
     throw error;
   }
   return { permits, stream: undefined, waiting: false, gate: undefined, key, cost };

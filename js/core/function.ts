@@ -13,7 +13,7 @@ import { type Debounce, checkDebounce } from './debounce';
 import { closeUnread } from './source';
 import { StreamList, kWatch, tagStream } from './stream-list';
 import { type Admission, admitAtOpen, admittedHandler } from './admit';
-import { checkLimiters } from '../limits/use';
+import { checkLimiters, refundAll } from '../limits/use';
 import type { Limiter } from '../limits/types';
 import type {
   EventSource,
@@ -260,7 +260,8 @@ class SingleFn<I, O> extends FnBase<I, O> {
     }
     const handle = this[kAdmit](idle);
     if (handle < 0) {
-      if (admission !== undefined) for (const p of admission.permits) p.release();
+      // (Its key or cost function opened a stream meanwhile: the permits were never used.)
+      if (admission !== undefined) refundAll(admission.permits);
       throw new StreamLimitError(`Cannot open a stream of "${this.name}": ${this.config.maxConcurrent} are open (maxConcurrent)`);
     }
     return this[kStart](handle, idle, signal, undefined, hooks, undefined, admission);

@@ -76,6 +76,8 @@ export const kTryFirst = Symbol('velo.tryFirst');
 
 /** A local limiter's `WindowPermits`, or undefined (`key`, `cost`, `fairness` or `priority` given). */
 export const kWindowPermits = Symbol('velo.windowPermits');
+/** A permit's undoing: it was granted and never used (`refundAll` in use.ts). */
+export const kRefund = Symbol('velo.refund');
 
 /** `limiter()`'s options: the shared ones, and a clock for tests. */
 export interface LocalLimiterOptions<T = unknown> extends LimiterOptions<T> {
@@ -218,15 +220,24 @@ interface Waiter {
 class LocalPermit implements Permit {
   #limiter: LocalLimiter<never> | undefined;
   readonly #key: number;
-  constructor(limiter: LocalLimiter<never> | undefined, key: number) {
+  readonly #cost: number;
+  constructor(limiter: LocalLimiter<never> | undefined, key: number, cost: number) {
     this.#limiter = limiter;
     this.#key = key;
+    this.#cost = cost;
   }
   release(): void {
     const limiter = this.#limiter;
     if (limiter === undefined) return;
     this.#limiter = undefined;
     limiter.releaseKey(this.#key);
+  }
+  /** Instead of `release()`, for a permit never used: its rate units come back too, and it is not counted admitted. */
+  [kRefund](): void {
+    const limiter = this.#limiter;
+    if (limiter === undefined) return;
+    this.#limiter = undefined;
+    limiter.refundKey(this.#key, this.#cost);
   }
 }
 
@@ -434,8 +445,8 @@ class LocalLimiter<T> implements Limiter<T> {
   }
 
   /** A granted permit (the core counts it held until it is released, whatever the limits: one decides). */
-  #permit(key: number): Permit {
-    return new LocalPermit(this, key);
+  #permit(key: number, cost: number): Permit {
+    return new LocalPermit(this, key, cost);
   }
 
   /**
@@ -487,7 +498,7 @@ class LocalLimiter<T> implements Limiter<T> {
     if (this.#waiters.size === 0) {
       // Nobody waits: a permit now is one raw native call (`acquire` below would be a napi-rs one).
       const now = ops.limiterTry(this.#handle, key, cost, this.#hasRate ? this.#clock() : 0);
-      if (now >= 0) return Promise.resolve(this.#permit(key));
+      if (now >= 0) return Promise.resolve(this.#permit(key, cost));
     }
     const id = this.#nextId++;
     let tenant: TenantEntry | undefined;
@@ -507,7 +518,7 @@ class LocalLimiter<T> implements Limiter<T> {
     }
     if (code === Code.GrantedHeld) {
       this.#settleDecided();
-      return Promise.resolve(this.#permit(key));
+      return Promise.resolve(this.#permit(key, cost));
     }
     if (code !== Code.Queued) {
       this.#settleDecided();
@@ -533,7 +544,7 @@ class LocalLimiter<T> implements Limiter<T> {
     const cost = this.#costOf(item);
     const now = this.#clock();
     const code = this.#native.acquire(key, cost, 0, now);
-    if (code === Code.GrantedHeld) return this.#permit(key);
+    if (code === Code.GrantedHeld) return this.#permit(key, cost);
     // (In 'reject' mode nothing waits: `Queued` cannot be the answer.)
     throw this.#refusal(code, what, key, cost, now);
   }
@@ -559,7 +570,7 @@ class LocalLimiter<T> implements Limiter<T> {
     if (this.#priority !== undefined) this.#priorityOf(item);
     // (The time matters to a rate only: a concurrency limiter's fast path reads no clock.)
     const code = ops.limiterTry(this.#handle, key, cost, this.#hasRate ? this.#clock() : 0);
-    return code < 0 ? undefined : this.#permit(key);
+    return code < 0 ? undefined : this.#permit(key, cost);
   }
 
   [kWindowPermits](): WindowPermits | undefined {
@@ -613,6 +624,13 @@ class LocalLimiter<T> implements Limiter<T> {
     this.#syncTimer();
   }
 
+  /** A permit of `key` granted for `cost` and never used comes back with its rate units (LocalPermit[kRefund]). */
+  refundKey(key: number, cost: number): void {
+    const now = this.#waiters.size === 0 ? 0 : this.#clock();
+    if (this.#native.refund(key, cost, now) > 0) this.#settleDecided();
+    this.#syncTimer();
+  }
+
   #abort(id: number, signal: AbortSignal): void {
     const waiter = this.#waiters.get(id);
     if (waiter === undefined) return;
@@ -636,7 +654,7 @@ class LocalLimiter<T> implements Limiter<T> {
       this.#waiters.delete(id);
       this.#tenantLeft(waiter.tenant);
       if (waiter.onAbort !== undefined) waiter.signal!.removeEventListener('abort', waiter.onAbort);
-      if (code === Code.GrantedHeld) waiter.resolve(this.#permit(waiter.key));
+      if (code === Code.GrantedHeld) waiter.resolve(this.#permit(waiter.key, waiter.cost));
       else waiter.reject(this.#refusal(code, 'acquire()', waiter.key, waiter.cost));
     }
   }

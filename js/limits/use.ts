@@ -11,7 +11,7 @@ import { describe, invalidReturn, invalidType, invalidValue } from '../errors';
 import { otelApi, type Span } from '../tracing';
 import type { TaskContext } from '../types';
 import type { Limiter, Permit } from './types';
-import { isLocalLimiter, kTryFirst, kWindowPermits, type WindowPermits } from './local';
+import { isLocalLimiter, kRefund, kTryFirst, kWindowPermits, type WindowPermits } from './local';
 
 type Call<I, O> = (item: I, ctx: TaskContext) => O | Promise<O>;
 
@@ -94,6 +94,18 @@ function releaseOne(permit: Permit): void {
 /** Gives the permits back, last first (see releaseOne). */
 export function releaseAll(permits: Permit[]): void {
   for (let i = permits.length - 1; i >= 0; i--) releaseOne(permits[i]);
+}
+
+/**
+ * Gives back permits granted and never used (a later limiter refused): those of `limiter()` with their rate units,
+ * as if never asked (a refused open spends no budget); others are released, as their limiter's own API allows.
+ */
+export function refundAll(permits: Permit[]): void {
+  for (let i = permits.length - 1; i >= 0; i--) {
+    const permit = permits[i] as Permit & { [kRefund]?: () => void };
+    if (typeof permit[kRefund] === 'function') permit[kRefund]();
+    else releaseOne(permit);
+  }
 }
 
 /**
@@ -181,7 +193,9 @@ export function limitedCall<I, O>(fn: Call<I, O>, limiters: readonly Limiter<unk
       for (let i = from; i < n; i++)
         permits.push(checkedPermit(await limiters[i].acquire(item, { signal }), limiters[i], 'acquire()'));
     } catch (error) {
-      giveBack(slot, permits);
+      // The call never runs: the permits it was granted give their rate units back (refundAll).
+      if (slot !== undefined && slot.permits === permits) slot.permits = undefined;
+      refundAll(permits);
       throw error;
     }
     if (span !== undefined) {
@@ -229,7 +243,7 @@ export function limitedCall<I, O>(fn: Call<I, O>, limiters: readonly Limiter<unk
       try {
         permit = tryFirst(limiters[i], item);
       } catch (error) {
-        releaseAll(permits);
+        refundAll(permits);
         throw error;
       }
       if (permit === undefined) return waited(item, ctx, permits, i);

@@ -319,6 +319,24 @@ impl LimiterCore {
         self.pump_key(key, now_us)
     }
 
+    /// Undoes a grant of `cost` on `key` made at `now_us` and never used (an open that a later limiter refused): its
+    /// permit comes back, and the rate its units, as if it had not been asked; it counts as neither admitted nor
+    /// granted units. Made at once after the grant, it leaves the key as it was, and grants made in between keep
+    /// theirs (each grant moves the key's rate state on by its own units). How many waiters are decided.
+    pub fn refund(&mut self, key: u32, cost: u64, now_us: u64) -> usize {
+        if let (Some(r), Some(state)) = (self.limits.rate, self.keys.get_mut(&key)) {
+            // (A key rested before the grant is back at or below the time then: as rested, since a rate reads
+            // `max(tat, now)`.)
+            state.tat = state
+                .tat
+                .saturating_sub(u128::from(r.period_us) * u128::from(cost));
+            self.units[0] = self.units[0].saturating_sub(cost);
+        }
+        self.admitted = self.admitted.saturating_sub(1);
+        self.unrecorded_immediate = self.unrecorded_immediate.saturating_sub(1);
+        self.release_n(key, 1, now_us)
+    }
+
     /// Gives back `n` permits of `key` without serving its line: for a holder freed where the time is not known
     /// (a task stage's stream collected); the next [`Self::poll`] serves the line. False if `key` has no state.
     pub fn give_back(&mut self, key: u32, n: u64) -> bool {

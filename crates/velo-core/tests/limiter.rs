@@ -989,3 +989,45 @@ fn retry_after_is_the_first_time_the_rate_grants() {
     let o = one_slot(1);
     assert_eq!(o.retry_after(0, 1, 0), None);
 }
+
+#[test]
+fn a_refunded_grant_leaves_the_key_as_it_was() {
+    // 2 per 1000 µs, burst 2, at most 1 at once, 'reject': a grant refunded at once takes nothing from either limit,
+    // and counts as neither admitted nor in use; grants made before it keep theirs.
+    let mut l = LimiterCore::new(
+        Limits {
+            concurrency: Some(1),
+            rate: rate(2, 1000, 2),
+        },
+        true,
+        0,
+    );
+    for _ in 0..5 {
+        assert_eq!(l.acquire(0, 1, 0, 0), Decision::GrantedHeld);
+        l.refund(0, 1, 0);
+    }
+    let s = l.stats(0);
+    assert_eq!((s.admitted, s.in_use, s.rejected), (0, 0, 0));
+    assert_eq!(l.acquire(0, 1, 0, 0), Decision::GrantedHeld);
+    assert_eq!(l.acquire(0, 1, 0, 0), Decision::Limited, "one at once");
+    l.release(0, 0);
+    assert_eq!(
+        l.acquire(0, 1, 0, 0),
+        Decision::GrantedHeld,
+        "the second unit of the burst"
+    );
+    l.release(0, 0);
+    assert_eq!(
+        l.acquire(0, 1, 0, 0),
+        Decision::Limited,
+        "the burst is spent"
+    );
+    // Another key's refund changes nothing of this one; a refund of a grant made later in time undoes that one.
+    assert_eq!(l.acquire(1, 2, 0, 0), Decision::GrantedHeld);
+    l.refund(1, 2, 0);
+    assert_eq!(l.acquire(0, 1, 0, 499), Decision::Limited);
+    assert_eq!(l.acquire(0, 1, 0, 500), Decision::GrantedHeld);
+    l.refund(0, 1, 500);
+    assert_eq!(l.acquire(0, 1, 0, 500), Decision::GrantedHeld);
+    assert_eq!(l.stats(500).admitted, 3);
+}

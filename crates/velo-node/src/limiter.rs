@@ -242,6 +242,15 @@ impl NativeLimiter {
         })
     }
 
+    /// Undoes a grant of `cost` on `key` just made and never used: its permit and its rate units come back, and it
+    /// counts as not admitted; the count of waiters decided.
+    #[napi(catch_unwind)]
+    pub fn refund(&self, key: u32, cost: f64, now_ms: f64) -> Result<u32> {
+        with(self.handle, |core| {
+            core.refund(key, cost as u64, us(now_ms)) as u32
+        })
+    }
+
     /// Takes waiter `id` out of line; true if it was waiting.
     #[napi(catch_unwind)]
     pub fn cancel(&self, id: f64, now_ms: f64) -> Result<bool> {
