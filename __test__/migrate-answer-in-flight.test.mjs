@@ -381,6 +381,57 @@ test("migrate: records the new version left at the question in flight reach none
   );
 });
 
+// Simulator seed 206997: the new version's answer in flight was restarted (its outputs did not line up with the old
+// version's records) before it asked past it, and the records it left untaken stayed for its next question's calls.
+test('migrate: an answer in flight restarted before its end leaves none of its old records to the next question', async () => {
+  let served = 0;
+  const v1 = streamFn(
+    async function* (questions, ctx) {
+      for await (const q of questions) {
+        yield { v: 'v1', q, start: true };
+        const route = await ctx.run('route', () => `s${++served}`);
+        yield { v: 'v1', q, route };
+        const summary = await ctx.run('summary', () => `s${++served}`);
+        yield { v: 'v1', q, summary };
+        await new Promise(() => {});
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+  const v2 = streamFn(
+    async function* (questions, ctx) {
+      for await (const q of questions) {
+        // No output before its call's record (the old version yielded one there): a restart; no `summary` call.
+        const route = await ctx.run('route', () => `s${++served}`);
+        yield { v: 'v2', q, route, done: true };
+        // (A pause before its next ask, as a handler's own work: its output is written meanwhile.)
+        await new Promise((resolve) => setImmediate(resolve));
+        ctx.checkpoint({ q });
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+  const tw = testWorker(v1, { version: 'v1', leaseTtl: 3000 });
+  tw.send('chat', 1);
+  await tw.advance(100);
+  tw.deploy(v2, { version: 'v2', migrate: (state) => state });
+  tw.crash();
+  await tw.advance(10_000);
+  tw.send('chat', 2);
+  await tw.advance(10_000);
+  assert.deepEqual(
+    tw.errors().map((e) => e?.code),
+    ['ERR_VELO_ANSWER_RESTARTED'],
+  );
+  assert.deepEqual(
+    tw
+      .outputs()
+      .filter((o) => o.value.q === 2)
+      .map((o) => o.value),
+    [{ v: 'v2', q: 2, route: 's3', done: true }],
+  );
+});
+
 // Found by the outside break-it pass: the records v2 left at the question in flight stayed in the log; v2 checkpointed
 // after its answer, and the next owner, restored from that checkpoint, gave its next question's first call one of them.
 test("migrate: records the new version left stay out of every later owner's calls, after its checkpoint too", async () => {

@@ -201,6 +201,15 @@ export class Journal {
   /** A restart decided and not yet queued for its report (`takeRestart`). */
   #unreported: AnswerRestartedError | null = null;
 
+  /**
+   * The input (by `inputs()`) its old version was answering when `migrate` adopted its session, -1: none. Kept once
+   * its answer is restarted (its outputs written whole after the old's): the records of that input's calls the new
+   * version left untaken are still the old answer's, dropped when it asks past it (`dropLeft`).
+   */
+  get inFlightInput(): number {
+    return this.#inFlight?.input ?? -1;
+  }
+
   /** Its session was adopted by `migrate` while its old version was answering `input`, having written `written` outputs of it. */
   answerInFlight(input: number, written: number): void {
     this.#inFlight = { input, written };

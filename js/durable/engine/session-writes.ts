@@ -126,8 +126,16 @@ export class SessionWrites<I, O> {
     const inputs = journal.inputs();
     const place = inputs - checkpoints.places.fromInputs;
     const inFlight = s.writtenBefore !== null && place === s.writtenBefore.at[0];
+    // (The input the old version was answering, its answer restarted before this ask (`writtenBefore` passed, its
+    // outputs written whole after the old's): the records left of its calls are the old answer's all the same.)
+    const restarted = !inFlight && journal.inFlightInput === inputs;
     // (Past a diverged input that an earlier owner answered further than, the records left may be of later inputs.)
-    if (!inFlight && (journal.divergedInput !== inputs || (s.writtenBefore !== null && s.writtenBefore.at[0] > place))) return;
+    if (
+      !inFlight &&
+      !restarted &&
+      (journal.divergedInput !== inputs || (s.writtenBefore !== null && s.writtenBefore.at[0] > place))
+    )
+      return;
     const left = journal.dropLeft();
     // (An input the old version answered is over: its outputs stand, and the new version's for it were dropped.)
     if (!inFlight || s.writtenBefore?.at[2] === true) return;
