@@ -341,6 +341,36 @@ test("an open refused by a later 'reject' limiter spends none of the earlier lim
   assert.deepEqual([rate.stats().admitted, perKey.stats().admitted], [3, 3]);
 });
 
+test('a stream refused or cancelled after waiting for an earlier limiter gives its units back: its handler never ran', async () => {
+  for (const how of ['refused', 'cancelled']) {
+    const rate = limiter({ concurrency: 1, rate: { limit: 2, period: 60_000 }, name: 'rate' });
+    const conc = limiter({ concurrency: 1, mode: how === 'refused' ? 'reject' : 'throttle', name: 'conc' });
+    const { fn, started } = echoFn([rate, conc]);
+    const held = await rate.acquire();
+    const heldConc = await conc.acquire();
+    const s = fn.open();
+    const read = collect(s).then(
+      () => 'ended',
+      (error) => error.code,
+    );
+    await settle();
+    held.release();
+    await settle();
+    if (how === 'cancelled') {
+      assert.equal(conc.stats().waiting, 1, how);
+      await s.cancel();
+    }
+    assert.equal(await read, how === 'refused' ? 'ERR_VELO_RATE_LIMITED' : 'ended', how);
+    assert.deepEqual(started, [], how);
+    // The rate's second unit is there, and the stream is not counted admitted.
+    const second = rate.tryAcquire();
+    assert.ok(second !== undefined, `${how}: the rate's second unit`);
+    assert.deepEqual([rate.stats().admitted, rate.stats().inUse], [2, 1], how);
+    second.release();
+    heldConc.release();
+  }
+});
+
 test('cancel of a stream waiting for admission leaves the line', async () => {
   const l = limiter({ concurrency: 1 });
   const { fn, started } = echoFn(l);

@@ -86,12 +86,13 @@ async function acquireRest(
     for (let i = permits.length; i < limiters.length; i++)
       permits.push(checkedPermit(await limiters[i].acquire(item, { signal }), limiters[i], 'acquire()'));
   } catch (error) {
-    releaseAll(permits);
+    // Refused, aborted (the stream cancelled) or closed: its handler never runs, so nothing was spent.
+    refundAll(permits);
     gate.deref()?.reject(error);
     return;
   }
   const g = gate.deref();
-  if (g === undefined) releaseAll(permits);
+  if (g === undefined) refundAll(permits);
   else g.resolve(permits);
 }
 
