@@ -55,10 +55,12 @@ test('a paused process: its callbacks wait for the pause to end and stay work or
   assert.equal(base.nextFixed(), T0 + 100, 'the held work is still work');
   base.postpone(0);
   while (base.step());
+  // Each held callback keeps its place among those due at once: the timers' from when they were made, the
+  // immediate's from when it was first held (after them; as Node, after a busy turn, runs the timers due first).
   assert.deepEqual(seen, [
-    ['immediate', T0 + 100],
     ['work', T0 + 100],
     ['keep-alive', T0 + 100],
+    ['immediate', T0 + 100],
   ]);
   process.kill();
   process.setTimeout(() => seen.push(['after kill']), 1);
