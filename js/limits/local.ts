@@ -31,6 +31,7 @@ import type { NativeLimiter } from '../../native/index';
 import type { AcquireOptions, Fairness, KeyWait, LimitSettings, Limiter, LimiterOptions, LimiterStats, Permit } from './types';
 import { kDescribe, type LimiterDescription } from './describe';
 import { acquireSignal } from './acquire-options';
+import { LocalPermit } from './local-permit';
 
 export type {
   AcquireOptions,
@@ -76,8 +77,6 @@ export const kTryFirst = Symbol('velo.tryFirst');
 
 /** A local limiter's `WindowPermits`, or undefined (`key`, `cost`, `fairness` or `priority` given). */
 export const kWindowPermits = Symbol('velo.windowPermits');
-/** A permit's undoing: it was granted and never used (`refundAll` in use.ts). */
-export const kRefund = Symbol('velo.refund');
 
 /** `limiter()`'s options: the shared ones, and a clock for tests. */
 export interface LocalLimiterOptions<T = unknown> extends LimiterOptions<T> {
@@ -211,34 +210,6 @@ interface Waiter {
   reject: (error: unknown) => void;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
-}
-
-/**
- * A permit, held from its grant to `release()` whatever the limits are meanwhile (so a concurrency limit that
- * `setLimits()` brings back counts it); `release()` gives it back once.
- */
-class LocalPermit implements Permit {
-  #limiter: LocalLimiter<never> | undefined;
-  readonly #key: number;
-  readonly #cost: number;
-  constructor(limiter: LocalLimiter<never> | undefined, key: number, cost: number) {
-    this.#limiter = limiter;
-    this.#key = key;
-    this.#cost = cost;
-  }
-  release(): void {
-    const limiter = this.#limiter;
-    if (limiter === undefined) return;
-    this.#limiter = undefined;
-    limiter.releaseKey(this.#key);
-  }
-  /** Instead of `release()`, for a permit never used: its rate units come back too, and it is not counted admitted. */
-  [kRefund](): void {
-    const limiter = this.#limiter;
-    if (limiter === undefined) return;
-    this.#limiter = undefined;
-    limiter.refundKey(this.#key, this.#cost);
-  }
 }
 
 class LocalLimiter<T> implements Limiter<T> {

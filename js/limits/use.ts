@@ -11,7 +11,8 @@ import { describe, invalidReturn, invalidType, invalidValue } from '../errors';
 import { otelApi, type Span } from '../tracing';
 import type { TaskContext } from '../types';
 import type { Limiter, Permit } from './types';
-import { isLocalLimiter, kRefund, kTryFirst, kWindowPermits, type WindowPermits } from './local';
+import { isLocalLimiter, kTryFirst, kWindowPermits, type WindowPermits } from './local';
+import { kRefund } from './local-permit';
 
 type Call<I, O> = (item: I, ctx: TaskContext) => O | Promise<O>;
 
