@@ -6,8 +6,9 @@ import { context, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { Registry } from 'prom-client';
-import { limiter, task } from 'velo-stream';
+import { limiter, streamFn, task } from 'velo-stream';
 import { registerLimiterMetrics } from 'velo-stream/prometheus';
+import { settle } from './helpers/util.mjs';
 
 /** The value of one sample line of a scrape. */
 function sample(text, line) {
@@ -38,6 +39,37 @@ test('registerLimiterMetrics exports permits in use, waiters, admitted, rejected
     code: 'ERR_INVALID_ARG_VALUE',
   });
   assert.throws(() => registerLimiterMetrics(new Registry(), [{}]), { code: 'ERR_INVALID_ARG_TYPE' });
+});
+
+test('a grant given back unused stays in admitted_total (a counter never goes down) and counts in refunded_total', async () => {
+  // A stream granted by `rate` waits for `gate`, then is cancelled: its rate unit comes back between two scrapes.
+  const registry = new Registry();
+  const rate = limiter({ rate: { limit: 2, period: 60_000 }, name: 'rate' });
+  const gate = limiter({ concurrency: 1, name: 'gate' });
+  registerLimiterMetrics(registry, [rate, gate]);
+  const held = await gate.acquire();
+  const fn = streamFn(
+    async function* (events) {
+      for await (const e of events) yield e;
+    },
+    { limiter: [rate, gate] },
+  );
+  const s = fn.open();
+  await settle();
+  assert.equal(gate.stats().waiting, 1);
+  const before = await registry.metrics();
+  assert.equal(sample(before, 'velo_limiter_admitted_total{limiter="rate"}'), 1);
+  assert.equal(sample(before, 'velo_limiter_refunded_total{limiter="rate"}'), 0);
+  await s.cancel();
+  await settle();
+  const after = await registry.metrics();
+  assert.equal(sample(after, 'velo_limiter_admitted_total{limiter="rate"}'), 1);
+  assert.equal(sample(after, 'velo_limiter_refunded_total{limiter="rate"}'), 1);
+  assert.equal(sample(after, 'velo_limiter_in_use{limiter="rate"}'), 0);
+  // Its unit came back: both of the rate's units are there.
+  const [a, b] = [rate.tryAcquire(), rate.tryAcquire()];
+  assert.ok(a !== undefined && b !== undefined);
+  held.release();
 });
 
 test('traced: a task call that waited for its permit records the wait on its span', async () => {

@@ -75,11 +75,11 @@ test("a task call refused by a later limiter takes nothing from the earlier ones
   const held = await gate.acquire();
   const stage = task((x) => x, { limiter: [rate, gate], onError: (e) => e.code });
   assert.deepEqual(await stage.run([1, 2, 3]), ['ERR_VELO_RATE_LIMITED', 'ERR_VELO_RATE_LIMITED', 'ERR_VELO_RATE_LIMITED']);
-  assert.deepEqual([rate.stats().admitted, rate.stats().inUse], [0, 0]);
+  assert.deepEqual([rate.stats().admitted, rate.stats().refunded, rate.stats().inUse], [3, 3, 0]);
   held.release();
   // The rate's two units are both there.
   assert.deepEqual(await stage.run([1, 2]), [1, 2]);
-  assert.equal(rate.stats().admitted, 2);
+  assert.deepEqual([rate.stats().admitted, rate.stats().refunded], [5, 3]);
 });
 
 test('cancelling a stream: calls waiting for a permit leave the line; calls running release theirs when they settle', async () => {
@@ -327,7 +327,11 @@ test("an open refused by a later 'reject' limiter spends none of the earlier lim
   const a = fn.open({ key: 't', cost: 2 });
   for (let i = 0; i < 4; i++)
     assert.throws(() => fn.open({ key: 't', cost: 2 }), { code: 'ERR_VELO_RATE_LIMITED', limiter: 'conc' });
-  assert.deepEqual([rate.stats().admitted, rate.stats().inUse, perKey.stats().admitted, conc.stats().rejected], [1, 1, 1, 4]);
+  assert.deepEqual(
+    [rate.stats().admitted, rate.stats().refunded, rate.stats().inUse, perKey.stats().admitted, perKey.stats().refunded],
+    [5, 4, 1, 5, 4],
+  );
+  assert.equal(conc.stats().rejected, 4);
   a.end();
   await collect(a);
   // Two of the rate's three units left, and three of the key's five (cost 2 each: one open more).
@@ -338,7 +342,7 @@ test("an open refused by a later 'reject' limiter spends none of the earlier lim
   c.end();
   await collect(c);
   assert.throws(() => fn.open({ key: 'v' }), { code: 'ERR_VELO_RATE_LIMITED', limiter: 'rate' });
-  assert.deepEqual([rate.stats().admitted, perKey.stats().admitted], [3, 3]);
+  assert.deepEqual([rate.stats().admitted - rate.stats().refunded, perKey.stats().admitted - perKey.stats().refunded], [3, 3]);
 });
 
 test('a stream refused or cancelled after waiting for an earlier limiter gives its units back: its handler never ran', async () => {
@@ -356,16 +360,20 @@ test('a stream refused or cancelled after waiting for an earlier limiter gives i
     await settle();
     held.release();
     await settle();
+    // Granted by the rate, the stream waits for (or is refused by) the next limiter.
+    const granted = rate.stats().admitted;
     if (how === 'cancelled') {
       assert.equal(conc.stats().waiting, 1, how);
+      assert.equal(granted, 2, how);
       await s.cancel();
     }
     assert.equal(await read, how === 'refused' ? 'ERR_VELO_RATE_LIMITED' : 'ended', how);
     assert.deepEqual(started, [], how);
-    // The rate's second unit is there, and the stream is not counted admitted.
+    // The rate's second unit is there; the stream's grant stays counted (a counter never goes down) and is refunded.
+    assert.deepEqual([rate.stats().admitted, rate.stats().refunded], [granted, 1], how);
     const second = rate.tryAcquire();
     assert.ok(second !== undefined, `${how}: the rate's second unit`);
-    assert.deepEqual([rate.stats().admitted, rate.stats().inUse], [2, 1], how);
+    assert.deepEqual([rate.stats().admitted, rate.stats().refunded, rate.stats().inUse], [3, 1, 1], how);
     second.release();
     heldConc.release();
   }

@@ -67,7 +67,7 @@ export declare class NativeLimiter {
   acquireFair(key: number, cost: number, id: number, tenant: number, weight: number, priority: number, nowMs: number): number
   /**
    * Undoes a grant of `cost` on `key` just made and never used: its permit and its rate units come back, and it
-   * counts as not admitted; the count of waiters decided.
+   * counts as refunded (still admitted); the count of waiters decided.
    */
   refund(key: number, cost: number, nowMs: number): number
   /** Takes waiter `id` out of line; true if it was waiting. */
@@ -259,6 +259,7 @@ export interface NativeLimiterStats {
   inUse: number
   waiting: number
   admitted: number
+  refunded: number
   rejected: number
   p50Ms: number
   p99Ms: number

@@ -51,7 +51,8 @@ function distinct(items: Iterable<unknown>, atScrape: boolean): Limiter<unknown>
  * - `velo_limiter_in_use`, `velo_limiter_waiting`, `velo_limiter_keys`, `velo_limiter_oldest_wait_seconds` (gauges:
  *   permits held, acquires waiting, keys holding or waiting, the longest wait under way), `velo_limiter_rate` (gauge: units admitted per second over about the last period,
  *   rate limiters only)
- * - `velo_limiter_admitted_total`, `velo_limiter_rejected_total` (counters)
+ * - `velo_limiter_admitted_total`, `velo_limiter_refunded_total` (permits given back unused), `velo_limiter_rejected_total`
+ *   (counters)
  * - `velo_limiter_wait_seconds` (histogram of the time acquires waited for their permit, a grant without a wait
  *   counting 0; limiters made by `limiter()`)
  *
@@ -138,6 +139,12 @@ export function registerLimiterMetrics(
   );
   gauge('limiter_rate', 'Units admitted per second over about the last period.', 'gauge', (s) => s.rate);
   gauge('limiter_admitted_total', 'Permits granted.', 'counter', (s) => s.admitted);
+  gauge(
+    'limiter_refunded_total',
+    'Permits given back unused (a later limiter refused, or the stream was cancelled while it waited).',
+    'counter',
+    (s) => s.refunded,
+  );
   gauge(
     'limiter_rejected_total',
     "Acquires refused ('reject' mode, a full line, a cost above the burst).",

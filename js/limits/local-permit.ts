@@ -29,7 +29,7 @@ export class LocalPermit implements Permit {
     this.#limiter = undefined;
     limiter.releaseKey(this.#key);
   }
-  /** Instead of `release()`, for a permit never used: its rate units come back too, and it is not counted admitted. */
+  /** Instead of `release()`, for a permit never used: its rate units come back too, and it is counted refunded. */
   [kRefund](): void {
     const limiter = this.#limiter;
     if (limiter === undefined) return;

@@ -672,6 +672,7 @@ class LocalLimiter<T> implements Limiter<T> {
       inUse: s.inUse,
       waiting: s.waiting,
       admitted: s.admitted,
+      refunded: s.refunded,
       rejected: s.rejected + this.#tryRefused,
       waitedMs: { p50: s.p50Ms, p99: s.p99Ms },
       keys: s.keys,

@@ -82,8 +82,14 @@ export interface LimiterStats {
   inUse: number;
   /** Acquires waiting now. */
   waiting: number;
-  /** Permits granted since creation. */
+  /** Permits granted since creation; it only grows. */
   admitted: number;
+  /**
+   * Of those, the permits given back unused: a later limiter of an array refused, or the stream was cancelled while
+   * it waited for one. Their rate units came back with them. `admitted - refunded` were used. Always 0 for a fleet
+   * limiter, whose permits are released instead.
+   */
+  refunded: number;
   /**
    * Acquires refused (reject mode, full line, a cost above the burst); for `limiter()`, also the `tryAcquire()`
    * calls that gave no permit (not after `close()`).

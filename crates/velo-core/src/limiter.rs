@@ -139,6 +139,8 @@ pub struct LimiterCore {
     waiting: usize,
     in_use: u64,
     admitted: u64,
+    /// Grants given back unused ([`Self::refund`]); counted in `admitted` too, which only grows.
+    refunded: u64,
     rejected: u64,
     closed: bool,
     decided: Vec<(u64, Decision)>,
@@ -172,6 +174,7 @@ impl LimiterCore {
             waiting: 0,
             in_use: 0,
             admitted: 0,
+            refunded: 0,
             rejected: 0,
             closed: false,
             decided: Vec::new(),
@@ -320,9 +323,10 @@ impl LimiterCore {
     }
 
     /// Undoes a grant of `cost` on `key` made at `now_us` and never used (an open that a later limiter refused): its
-    /// permit comes back, and the rate its units, as if it had not been asked; it counts as neither admitted nor
-    /// granted units. Made at once after the grant, it leaves the key as it was, and grants made in between keep
-    /// theirs (each grant moves the key's rate state on by its own units). How many waiters are decided.
+    /// permit comes back, and the rate its units, as if it had not been asked. It stays counted in `admitted` (a
+    /// counter never goes down; its wait stays in the histogram) and is counted in `refunded`. Made at once after the
+    /// grant, it leaves the key as it was, and grants made in between keep theirs (each grant moves the key's rate
+    /// state on by its own units). How many waiters are decided.
     pub fn refund(&mut self, key: u32, cost: u64, now_us: u64) -> usize {
         if let (Some(r), Some(state)) = (self.limits.rate, self.keys.get_mut(&key)) {
             // (A key rested before the grant is back at or below the time then: as rested, since a rate reads
@@ -332,8 +336,7 @@ impl LimiterCore {
                 .saturating_sub(u128::from(r.period_us) * u128::from(cost));
             self.units[0] = self.units[0].saturating_sub(cost);
         }
-        self.admitted = self.admitted.saturating_sub(1);
-        self.unrecorded_immediate = self.unrecorded_immediate.saturating_sub(1);
+        self.refunded += 1;
         self.release_n(key, 1, now_us)
     }
 
@@ -527,6 +530,7 @@ impl LimiterCore {
             in_use: self.in_use,
             waiting: self.waiting as u64,
             admitted: self.admitted,
+            refunded: self.refunded,
             rejected: self.rejected,
             p50_us,
             p99_us,
@@ -646,8 +650,10 @@ pub struct LimiterStats {
     pub in_use: u64,
     /// Waiters in line (all keys).
     pub waiting: u64,
-    /// Permits granted since creation.
+    /// Permits granted since creation (it only grows).
     pub admitted: u64,
+    /// Of those, the ones given back unused ([`LimiterCore::refund`]); `admitted - refunded` were used.
+    pub refunded: u64,
     /// Acquires refused (limited, full line, too costly).
     pub rejected: u64,
     /// Median wait of recent grants, µs.

@@ -36,6 +36,7 @@ pub struct NativeLimiterStats {
     pub in_use: f64,
     pub waiting: f64,
     pub admitted: f64,
+    pub refunded: f64,
     pub rejected: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
@@ -243,7 +244,7 @@ impl NativeLimiter {
     }
 
     /// Undoes a grant of `cost` on `key` just made and never used: its permit and its rate units come back, and it
-    /// counts as not admitted; the count of waiters decided.
+    /// counts as refunded (still admitted); the count of waiters decided.
     #[napi(catch_unwind)]
     pub fn refund(&self, key: u32, cost: f64, now_ms: f64) -> Result<u32> {
         with(self.handle, |core| {
@@ -329,6 +330,7 @@ impl NativeLimiter {
             in_use: s.in_use as f64,
             waiting: s.waiting as f64,
             admitted: s.admitted as f64,
+            refunded: s.refunded as f64,
             rejected: s.rejected as f64,
             p50_ms: s.p50_us as f64 / 1000.0,
             p99_ms: s.p99_us as f64 / 1000.0,

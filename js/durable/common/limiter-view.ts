@@ -429,6 +429,7 @@ export class LimiterView<S extends string, T, W extends FleetWaiter<HeldPermit<S
       inUse: this.#held.size + (this.#fallback?.stats().inUse ?? 0),
       waiting: this.#waiters.size + (this.#fallback?.stats().waiting ?? 0),
       admitted: this.#admitted,
+      refunded: 0,
       rejected: this.#rejected,
       waitedMs: { p50: at(0.5), p99: at(0.99) },
       rate: this.#limits.rate === undefined ? undefined : (units * 1000) / window,

@@ -132,6 +132,7 @@ export class SimLimiter {
       inUse: this.#held.size,
       waiting: this.#line.length,
       admitted: this.granted,
+      refunded: 0,
       rejected: 0,
       waitedMs: { p50: 0, p99: 0 },
       keys: 1,
