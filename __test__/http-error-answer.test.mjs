@@ -388,6 +388,29 @@ const SERVER_CANCELS = {
 };
 
 for (const [writer, serve] of Object.entries(WRITERS)) {
+  test(`${writer}: a handler whose call gave up at AbortSignal.timeout() answers 504 (before outputs) or an error line`, async () => {
+    for (const after of [false, true]) {
+      const fn = streamFn(async function* timedOut() {
+        if (after) yield { first: true };
+        // A model call given `signal: AbortSignal.timeout(ms)` that fired: it rejects with the signal's reason.
+        const signal = AbortSignal.timeout(1);
+        await new Promise((resolve) => signal.addEventListener('abort', resolve));
+        throw signal.reason;
+      });
+      const srv = await serve(fn);
+      const what = after ? 'after an output' : 'before any output';
+      try {
+        const c = client(srv.url);
+        await deadline(c.closed, 5000, `${what}: the answer`);
+        await until(() => c.res?.complete || c.errors.length > 0, 5000, `${what}: the whole answer`);
+        assert.equal(c.res.statusCode, after ? 200 : 504, what);
+        assert.deepEqual(errorOf(c.text, writer, after), { error: { message: 'Gateway Timeout' } }, what);
+      } finally {
+        await srv.close();
+      }
+    }
+  });
+
   test(`${writer}: a stream the server cancels mid-answer ends it with an error, not as a whole answer (before outputs: a 500)`, async () => {
     const unhandled = await unhandledDuring(async () => {
       for (const [how, make] of Object.entries(SERVER_CANCELS)) {

@@ -77,10 +77,23 @@ function field(value: unknown, key: string): unknown {
   }
 }
 
-/** The status an error asks for: its `status`, an integer from 400 to 599; else 500. */
+/**
+ * The status an error asks for: its `status`, an integer from 400 to 599; else 504 for a `DOMException` named
+ * `TimeoutError` (an `AbortSignal.timeout()` that fired: a `fetch` or a call given it gave up waiting); else 500.
+ */
 export function errorStatus(error: unknown): number {
   const status = field(error, 'status');
-  return typeof status === 'number' && Number.isInteger(status) && status >= 400 && status <= 599 ? status : 500;
+  if (typeof status === 'number' && Number.isInteger(status) && status >= 400 && status <= 599) return status;
+  return isTimeout(error) ? 504 : 500;
+}
+
+/** Whether `error` is a `DOMException` named `TimeoutError`; false for what cannot be asked (a revoked Proxy). */
+function isTimeout(error: unknown): boolean {
+  try {
+    return error instanceof DOMException && error.name === 'TimeoutError';
+  } catch {
+    return false;
+  }
 }
 
 /** `text` cut to `MAX_ERROR_MESSAGE` units (not inside a surrogate pair). */
