@@ -11,6 +11,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Agent, request } from 'node:http';
 import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import Fastify from 'fastify';
 import { streamFn } from 'velo-stream';
 import { contentType, ndjsonEvents, sendError, sendNdjson, sendSse, toReadable } from 'velo-stream/http';
@@ -387,26 +388,50 @@ const SERVER_CANCELS = {
   },
 };
 
+/** Deadlines of `AbortSignal.timeout()` that pass while a stream answers, by how they reach the writer. */
+const DEADLINES = {
+  // A call given the signal that rejects with its reason, a DOMException named TimeoutError (as `fetch` does).
+  'fetch-like call': {
+    handler: async () => {
+      const signal = AbortSignal.timeout(1);
+      await new Promise((resolve) => signal.addEventListener('abort', resolve));
+      throw signal.reason;
+    },
+  },
+  // Node's own APIs reject with an AbortError (code ABORT_ERR) whose cause is the TimeoutError.
+  'timers/promises setTimeout': {
+    handler: () => sleep(60_000, undefined, { signal: AbortSignal.timeout(1) }),
+    code: 'ABORT_ERR',
+  },
+  // The request's deadline on the stream: it is cancelled with the TimeoutError as its reason.
+  'open({ signal })': { open: () => ({ signal: AbortSignal.timeout(20) }), code: 'ERR_VELO_STREAM_CLOSED' },
+};
+
 for (const [writer, serve] of Object.entries(WRITERS)) {
-  test(`${writer}: a handler whose call gave up at AbortSignal.timeout() answers 504 (before outputs) or an error line`, async () => {
-    for (const after of [false, true]) {
-      const fn = streamFn(async function* timedOut() {
-        if (after) yield { first: true };
-        // A model call given `signal: AbortSignal.timeout(ms)` that fired: it rejects with the signal's reason.
-        const signal = AbortSignal.timeout(1);
-        await new Promise((resolve) => signal.addEventListener('abort', resolve));
-        throw signal.reason;
-      });
-      const srv = await serve(fn);
-      const what = after ? 'after an output' : 'before any output';
-      try {
-        const c = client(srv.url);
-        await deadline(c.closed, 5000, `${what}: the answer`);
-        await until(() => c.res?.complete || c.errors.length > 0, 5000, `${what}: the whole answer`);
-        assert.equal(c.res.statusCode, after ? 200 : 504, what);
-        assert.deepEqual(errorOf(c.text, writer, after), { error: { message: 'Gateway Timeout' } }, what);
-      } finally {
-        await srv.close();
+  test(`${writer}: a deadline of AbortSignal.timeout() that passed answers 504 (before outputs) or an error line`, async () => {
+    for (const [how, make] of Object.entries(DEADLINES)) {
+      for (const after of [false, true]) {
+        const fn = streamFn(
+          async function* timedOut(events) {
+            if (after) yield { first: true };
+            await make.handler?.();
+            for await (const e of events) yield e;
+          },
+          { idleTimeout: 0 },
+        );
+        const srv = await serve({ open: () => fn.open(make.open?.()) });
+        const what = `${how}, ${after ? 'after an output' : 'before any output'}`;
+        try {
+          const c = client(srv.url);
+          await deadline(c.closed, 5000, `${what}: the answer`);
+          await until(() => c.res?.complete || c.errors.length > 0, 5000, `${what}: the whole answer`);
+          assert.equal(c.res.statusCode, after ? 200 : 504, what);
+          const body = errorOf(c.text, writer, after);
+          assert.deepEqual(body, { error: { message: 'Gateway Timeout', ...(make.code && { code: make.code }) } }, what);
+          assert.equal(fn.stats().open, 0, what);
+        } finally {
+          await srv.close();
+        }
       }
     }
   });

@@ -39,7 +39,7 @@ export function errorsDoc() {
     '',
     'The errors of these codes carry `status` (and, for a refusal whose wait is known, `retryAfter` in ms and `headers` with `Retry-After`), so the own error handlers of Express and Fastify answer them with the status and `Retry-After` that `sendError` and the writers of `velo-stream/http` use (in their own body, not the JSON of `sendError`): the status and `Retry-After` (seconds, rounded up) before the first output; after it, the headers are gone, and a refusal\'s error line or event carries `status` and `retryAfter` (seconds).',
     '',
-    'An error of another code is answered with its own `status` when it has one from 400 to 599 (an `http-errors` error, say); else 504 for a `DOMException` named `TimeoutError` (a call given `AbortSignal.timeout()` that fired: the upstream did not answer in time); else 500. A refusal is the server declining the work (nothing of it ran): the client may try again later, smaller, or elsewhere.',
+    'An error of another code is answered with its own `status` when it has one from 400 to 599 (an `http-errors` error, say); else 504 for a deadline that passed: a `DOMException` named `TimeoutError`, or an error whose `cause` is one (a call or a stream given `AbortSignal.timeout()` that fired); else 500. A refusal is the server declining the work (nothing of it ran): the client may try again later, smaller, or elsewhere.',
     '',
     '| code | status | `Retry-After` | refusal | when |',
     '|---|---|---|---|---|',

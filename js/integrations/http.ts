@@ -342,8 +342,8 @@ export async function writeResponse<O>(
 
 /**
  * Answers `error` as the writers answer an error before any output: its
- * `status` (an integer from 400 to 599; else 504 for a `DOMException` named
- * `TimeoutError`, from an `AbortSignal.timeout()` that fired; else 500: 400 for a malformed request
+ * `status` (an integer from 400 to 599; else 504 for a deadline that passed, a
+ * `DOMException` named `TimeoutError` or an error caused by one; else 500: 400 for a malformed request
  * body, 408 for one cut by the stream's idle end, 413 for one over a size
  * limit; for the refusals of limiters and of admission, 429 for a limiter
  * with no permit now, 413 for a cost above its burst, 503 for a full line, a

@@ -78,13 +78,15 @@ function field(value: unknown, key: string): unknown {
 }
 
 /**
- * The status an error asks for: its `status`, an integer from 400 to 599; else 504 for a `DOMException` named
- * `TimeoutError` (an `AbortSignal.timeout()` that fired: a `fetch` or a call given it gave up waiting); else 500.
+ * The status an error asks for: its `status`, an integer from 400 to 599; else 504 for a deadline that passed: a
+ * `DOMException` named `TimeoutError` (what an `AbortSignal.timeout()` that fired gives: `fetch` rejects with it),
+ * or an error whose `cause` is one (Node's `AbortError` of `http.get`, `timers/promises` or `events.once`, a stream
+ * cancelled by its `open()` signal); else 500.
  */
 export function errorStatus(error: unknown): number {
   const status = field(error, 'status');
   if (typeof status === 'number' && Number.isInteger(status) && status >= 400 && status <= 599) return status;
-  return isTimeout(error) ? 504 : 500;
+  return isTimeout(error) || isTimeout(field(error, 'cause')) ? 504 : 500;
 }
 
 /** Whether `error` is a `DOMException` named `TimeoutError`; false for what cannot be asked (a revoked Proxy). */
