@@ -72,6 +72,32 @@ test('a grant given back unused stays in admitted_total (a counter never goes do
   held.release();
 });
 
+test("a scrape reads each limiter's stats() once; the next scrape reads afresh; a counter of another make that is not a count is left out", async () => {
+  const registry = new Registry();
+  const l = limiter({ concurrency: 2, name: 'once' });
+  let reads = 0;
+  const stats = l.stats.bind(l);
+  l.stats = () => (reads++, stats());
+  let figures = { name: 'odd', inUse: 1, waiting: 0, admitted: -3, refunded: NaN, rejected: Infinity, waitedMs: { p50: 0, p99: 0 }, keys: 0 };
+  const odd = { name: 'odd', stats: () => figures };
+  registerLimiterMetrics(registry, () => [l, odd]);
+  let text = await registry.metrics();
+  assert.equal(reads, 1);
+  assert.equal(sample(text, 'velo_limiter_in_use{limiter="once"}'), 0);
+  assert.equal(sample(text, 'velo_limiter_in_use{limiter="odd"}'), 1);
+  for (const counter of ['admitted', 'refunded', 'rejected'])
+    assert.ok(!text.includes(`velo_limiter_${counter}_total{limiter="odd"}`), counter);
+  // Without a turn of the event loop between them, the next scrape still reads what is now.
+  const held = await l.acquire();
+  figures = { ...figures, admitted: 4 };
+  text = await registry.metrics();
+  assert.equal(reads, 2);
+  assert.equal(sample(text, 'velo_limiter_in_use{limiter="once"}'), 1);
+  assert.equal(sample(text, 'velo_limiter_admitted_total{limiter="once"}'), 1);
+  assert.equal(sample(text, 'velo_limiter_admitted_total{limiter="odd"}'), 4);
+  held.release();
+});
+
 test('traced: a task call that waited for its permit records the wait on its span', async () => {
   const exporter = new InMemorySpanExporter();
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());

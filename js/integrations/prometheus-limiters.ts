@@ -2,7 +2,7 @@
 import type { Metric, Registry } from 'prom-client';
 import { describe, invalidReturn, invalidType, invalidValue, outOfRange } from '../errors';
 import { isLocalLimiter } from '../limits/local';
-import type { Limiter } from '../limits/types';
+import type { Limiter, LimiterStats } from '../limits/types';
 
 type Sample = { labels: Record<string, string | number>; value: number; metricName?: string };
 const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
@@ -108,27 +108,49 @@ export function registerLimiterMetrics(
   const bounds = [...buckets];
   const boundsUs = bounds.map((s) => Math.round(s * 1e6));
 
+  // One scrape's limiters and their stats(), read once for all its metrics: prom-client asks every metric in one
+  // synchronous loop, so what is read is dropped at the next microtask, and the next scrape reads afresh.
+  let scrape: { limiters: Limiter<unknown>[]; stats: Map<Limiter<unknown>, LimiterStats | undefined> } | undefined;
+  const limitersNow = (): Limiter<unknown>[] => {
+    if (scrape === undefined) {
+      scrape = { limiters: list(), stats: new Map() };
+      queueMicrotask(() => (scrape = undefined));
+    }
+    return scrape.limiters;
+  };
+  const statsOf = (l: Limiter<unknown>): LimiterStats | undefined => {
+    const read = scrape?.stats;
+    if (read?.has(l)) return read.get(l);
+    let s: LimiterStats | undefined;
+    try {
+      s = l.stats();
+    } catch {
+      // A limiter whose stats() throws (one of another make) has no samples in this scrape; the others do.
+      s = undefined;
+    }
+    read?.set(l, s);
+    return s;
+  };
+
   const metric = (name: string, help: string, type: 'gauge' | 'counter' | 'histogram', collect: () => Sample[]): void => {
     const full = prefix + name;
     const values = () => new Promise((resolve) => resolve({ name: full, help, type, aggregator: 'sum', values: collect() }));
     registry.registerMetric({ name: full, help, type, aggregator: 'sum', get: values, reset: () => {} } as unknown as Metric);
   };
-  const gauge = (
-    name: string,
-    help: string,
-    type: 'gauge' | 'counter',
-    value: (s: ReturnType<Limiter<unknown>['stats']>) => number | undefined,
-  ) =>
+  const gauge = (name: string, help: string, type: 'gauge' | 'counter', value: (s: LimiterStats) => number | undefined) =>
     metric(name, help, type, () =>
-      list().flatMap((l) => {
-        // A limiter whose stats() throws (one of another make) has no samples in this scrape; the others do.
-        let v: number | undefined;
+      limitersNow().flatMap((l) => {
+        const s = statsOf(l);
+        let v: unknown;
         try {
-          v = value(l.stats());
+          v = s === undefined ? undefined : value(s);
         } catch {
           return [];
         }
-        return v === undefined ? [] : [{ labels: { limiter: l.name }, value: v }];
+        // (A figure that is not a number is left out, and a counter's that is not a finite count: a limiter of
+        // another make may give anything.)
+        if (typeof v !== 'number' || Number.isNaN(v) || (type === 'counter' && !(v >= 0 && v < Infinity))) return [];
+        return [{ labels: { limiter: l.name }, value: v }];
       }),
     );
   gauge('limiter_in_use', 'Permits held now.', 'gauge', (s) => s.inUse);
@@ -152,7 +174,7 @@ export function registerLimiterMetrics(
     (s) => s.rejected,
   );
   metric('limiter_wait_seconds', 'Time acquires waited for their permit (0 when granted at once).', 'histogram', () =>
-    list().flatMap((l) => {
+    limitersNow().flatMap((l) => {
       if (!isLocalLimiter(l)) return [];
       const h = l.waitHistogram(boundsUs);
       const name = `${prefix}limiter_wait_seconds`;
