@@ -6,7 +6,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { streamFn } from 'velo-stream';
-import { LocalDelivery, MemoryLog, MemoryStore, PartitionRun, jsonCodec, newCounters, realClock, RETRY_MS, StartGate } from '#testing';
+import {
+  LocalDelivery,
+  MemoryLog,
+  MemoryStore,
+  PartitionRun,
+  jsonCodec,
+  newCounters,
+  realClock,
+  RETRY_MS,
+  StartGate,
+  OpeningSlice,
+} from '#testing';
 
 /** Each key's running total, one output per event; sessions stay open for the whole test. */
 const totals = streamFn(
@@ -38,6 +49,7 @@ class MemoryHost {
   live = 0;
   clockOffset = 0;
   startGate = new StartGate(realClock);
+  openingSlice = new OpeningSlice(realClock, 60_000);
   ttl = 60_000;
   fn = totals;
   runs = new Map();

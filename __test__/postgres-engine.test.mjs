@@ -5,7 +5,18 @@
 // replays the pending entries and finishes every session with the outputs a calm run makes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { PartitionRun, PgLog, appendEventsPg, jsonCodec, newCounters, preparePg, realClock, RETRY_MS, StartGate } from '#testing';
+import {
+  PartitionRun,
+  PgLog,
+  appendEventsPg,
+  jsonCodec,
+  newCounters,
+  preparePg,
+  realClock,
+  RETRY_MS,
+  StartGate,
+  OpeningSlice,
+} from '#testing';
 import { totals } from './helpers/redis-fixtures.mjs';
 import { fresh } from './helpers/redis-suite.mjs';
 import { pool, usePostgres } from './helpers/postgres-suite.mjs';
@@ -49,6 +60,7 @@ class PgHost {
     this.log = log;
     this.fn = fn;
     this.ttl = ttl;
+    this.openingSlice = new OpeningSlice(realClock, ttl);
   }
   fnFor() {
     return this.fn;

@@ -18,3 +18,15 @@ seedSlices('with releases that answer in fewer tokens: every question gets one w
   size: 150,
   options: { versions: true, answers: true },
 });
+
+// Six partitions with keys whose events come at once (`--wide`), a slow `migrate` (a half lease each), limiters and
+// skewed clocks. Found here: 215300, whose migrating worker took several partitions at once and opened a session of
+// each (a slow `migrate` apiece) before its leases' renewal, due meanwhile, could run; it lost them all and took them
+// again, for ever (the calm run never settled). The slice of openings per turn is now the worker's, not a partition's.
+seedSlices('with six partitions, answers, journaled calls, limiters and skewed clocks: every run settles', {
+  from: 1,
+  to: 50,
+  size: 50,
+  options: { permits: true, versions: true, clockSkew: true, answers: true, journal: true, wide: true },
+  extra: [215300],
+});

@@ -5,6 +5,7 @@ import type { StreamFn } from '../../types';
 import type { Clock } from '../common/clock';
 import type { Codec } from '../common/codec';
 import type { LocalDelivery } from './local-delivery';
+import type { OpeningSlice } from './opening';
 import type { PartitionLog } from '../common/transport';
 import type { WorkerPermits } from './session-permits';
 import type { SlotReport } from './slot-watch';
@@ -87,6 +88,8 @@ export interface PartitionHost<I, O> extends PartitionSettings<I, O> {
   readonly slots?: SlotReport;
   /** Its first partitions served first (`start-gate.ts`): runs enter before their first statement. */
   readonly startGate: StartGate;
+  /** Time its openings (all partitions) took since the event loop's last turn (`opening.ts`): written by the openers. */
+  readonly openingSlice: OpeningSlice;
   report(error: unknown): void;
   /** After a failed call, before its retry: RETRY_MS, longer while the backend cannot be reached (`Outage`). */
   retryWait(): Promise<void>;

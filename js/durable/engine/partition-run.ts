@@ -4,7 +4,6 @@
 // What each handler gets next, as the session rule decides, is `SessionInputs`; how a session opens, from what the
 // last owner left, `SessionOpener`. What it needs of the worker is `PartitionHost`.
 import { kTaken, kTakenEnd } from '../../core/protocol';
-import { sleepOn } from '../common/clock';
 import { FencedError, decodeError } from '../../errors';
 import { idTime } from '../common/log-ids';
 import { Session, type SessionRun, sessionEnd } from './session';
@@ -320,14 +319,15 @@ export class PartitionRun<I, O> {
   #restoreWaiting(): void {
     for (const [key, snapshot] of [...this.#opener.snapshots]) {
       if (this.flags.stopping || this.sessions.has(key) || this.finishing.has(key)) continue;
+      // The worker's openings (of any partition) took a slice of this turn: the rest at a later one.
+      if (this.worker.openingSlice.full) {
+        this.#restoreLater();
+        return;
+      }
       const grant = this.#starts.admit(key, snapshot.sid, undefined);
       if (grant === Delivery.NoSlot) return;
       if (grant === Delivery.Waits) continue;
       if (this.#open(key, '', grant as Grant | null) === undefined) return;
-      if (this.#opener.slice.done(this.worker.ttl)) {
-        this.#restoreLater();
-        return;
-      }
     }
   }
 
@@ -336,13 +336,10 @@ export class PartitionRun<I, O> {
 
   #restoreLater(): void {
     if (this.#restoring !== null) return;
-    this.#restoring = new Promise((resolve) =>
-      this.worker.clock.setTimeout(() => {
-        this.#restoring = null;
-        this.slotsFreed();
-        resolve();
-      }, 0),
-    );
+    this.#restoring = this.worker.openingSlice.turn().then(() => {
+      this.#restoring = null;
+      this.slotsFreed();
+    });
   }
 
   /**
@@ -477,6 +474,9 @@ export class PartitionRun<I, O> {
     const restoring = snapshot !== undefined;
     // A wake-up never opens a session of its own: dropped, unless it wakes the session about to be restored.
     if (entry.wake !== undefined && !restoring) return this.#deliverWake(entry, entry.wake);
+    // The worker's openings (of any partition) took a slice of this turn: this one opens at a later turn.
+    const slice = this.worker.openingSlice;
+    if (slice.full) return slice.turn().then(() => this.#deliverNew(entry, kept));
     const sid = `${key}@${entry.id}`;
     const grant = restoring ? this.#starts.admit(key, snapshot.sid, undefined) : this.#starts.admit(key, sid, entry);
     if (grant === Delivery.NoSlot || grant === Delivery.Waits) return grant;
@@ -492,8 +492,8 @@ export class PartitionRun<I, O> {
     if (s === undefined) return Delivery.NoSlot;
     const delivered = restoring ? this.#deliver(entry) : this.#send(s, entry);
     // Openings that took a slice of the event loop (a slow `migrate`): the next delivery waits a turn.
-    if (!this.#opener.slice.done(this.worker.ttl)) return delivered;
-    return Promise.resolve(delivered).then((d) => sleepOn(this.worker.clock, 0).then(() => d));
+    if (!slice.full) return delivered;
+    return Promise.resolve(delivered).then((d) => slice.turn().then(() => d));
   }
 
   /** `keyState`: the key's state as the log has it (null: none), read until it answers; undefined once the partition stops. */

@@ -12,7 +12,6 @@ import {
   type OpeningInputs,
   type OpeningRelease,
   migratedCheckpoint,
-  OpeningSlice,
   startCheckpoint,
   openingRelease,
   openingState,
@@ -73,8 +72,6 @@ export class SessionOpener<I, O> {
   };
   /** The release this worker runs, as its sessions' openings see it (`planOpening`). */
   readonly #release: OpeningRelease;
-  /** Time spent opening sessions since the last yield (a slow `migrate`): the lease's renewals must run between. */
-  readonly slice = new OpeningSlice();
 
   constructor(readonly host: OpenerHost<I, O>) {
     this.#release = openingRelease(host.worker);
@@ -141,7 +138,7 @@ export class SessionOpener<I, O> {
       (timerKey) => timerKey === DEBOUNCE_TIMER_KEY,
       w.maxCheckpointBytes,
     );
-    this.slice.spent(w.clock.now() - started);
+    w.openingSlice.spent(w.clock.now() - started);
     sid = plan.sid;
     const { opening, stored } = plan;
     if (keptUnreadable !== undefined) w.report(keptUnreadable);

@@ -44,6 +44,7 @@ import type { WorkerBackend } from '../common/backend';
 import { LocalDelivery } from './local-delivery';
 import { PartitionRun } from './partition-run';
 import { StartGate } from './start-gate';
+import { OpeningSlice } from './opening';
 import { LIMIT_KEYS, checkDebounceTarget, checkLimits } from './worker-limits';
 import { type PartitionHost, type WorkerCounters, newCounters } from './partition-host';
 import { type Openable, kOpen } from '../../core/protocol';
@@ -133,6 +134,7 @@ class RunningWorker<I, O> implements Worker, PartitionHost<I, O> {
   live = 0;
   readonly clock: Clock = realClock;
   readonly startGate = new StartGate(this.clock);
+  readonly openingSlice: OpeningSlice;
   /** The backend unreachable: its failures' retries and reports spaced out. */
   readonly #outage = new Outage(this.clock);
   /** Redis' clock less this machine's (`Date.now()`), ms, as the last tick's id showed: when ticks are due. */
@@ -247,6 +249,7 @@ class RunningWorker<I, O> implements Worker, PartitionHost<I, O> {
     this.permits = limiters === undefined ? null : new WorkerPermits(limiters, this.clock, (error) => this.report(error));
     this.fn = fn as StreamFn<I, O> & Openable<I, O>;
     this.ttl = leaseTtl;
+    this.openingSlice = new OpeningSlice(this.clock, leaseTtl);
     this.readCount = readCount;
     this.trimInterval = trimInterval;
     this.codec = backend.codec;

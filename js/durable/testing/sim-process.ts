@@ -16,6 +16,7 @@ import type { MemoryStore } from '../memory/memory-store';
 import { type PartitionHost, type WorkerCounters, newCounters } from '../engine/partition-host';
 import { PartitionRun } from '../engine/partition-run';
 import { StartGate } from '../engine/start-gate';
+import { OpeningSlice } from '../engine/opening';
 import { Outage } from '../engine/outage';
 import { WorkerPermits } from '../engine/session-permits';
 import { planBalance } from '../rules/versions';
@@ -269,6 +270,7 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
   live = 0;
   clockOffset = 0;
   readonly startGate: StartGate;
+  readonly openingSlice: OpeningSlice;
   readonly runs = new Map<number, PartitionRun<I, O>>();
   /** When it took each partition it runs (virtual ms, unskewed: compared between processes). */
   readonly takenAt = new Map<number, number>();
@@ -309,6 +311,7 @@ export class SimProcess<I, O> implements PartitionHost<I, O> {
     this.startGate = new StartGate(this.clock);
     this.#outage = new Outage(this.clock, () => 0.5);
     this.ttl = l.leaseTtl ?? 3000;
+    this.openingSlice = new OpeningSlice(this.clock, this.ttl);
     this.readCount = l.readCount ?? 256;
     this.codec = sim.codec;
     this.maxEventBytes = l.maxEventBytes ?? 1 << 20;
