@@ -34,7 +34,7 @@ export { PartitionRun } from './durable/engine/partition-run';
 export { newCounters } from './durable/engine/partition-host';
 export { LocalDelivery } from './durable/engine/local-delivery';
 export { StartGate } from './durable/engine/start-gate';
-export { OpeningSlice } from './durable/engine/opening';
+export { OpeningSlice } from './durable/engine/opening-slice';
 export { MAX_RETRY_MS, MIN_GAP_MS, Outage, REPORT_EVERY_MS, RETRY_MS } from './durable/engine/outage';
 export { jsonCodec } from './durable/common/codec';
 export { realClock } from './durable/common/clock';

@@ -4,7 +4,6 @@
 // plan and returns what came of them. `SessionOpener` carries the result out (hooks, stream, counters, permits), and
 // `PartitionRun` runs the session it makes (its slot, timers, commits).
 import { CheckpointTooLargeError, decodeError, keyStateVersionError, migrateError } from '../../errors';
-import type { Clock } from '../common/clock';
 import { type Codec, decodeStored } from '../common/codec';
 import type { OutputMark, SessionOpening, Snapshot, WrittenMark } from '../common/transport';
 import type { SessionLimits } from '../rules/session-rules';
@@ -368,47 +367,4 @@ export function migratedCheckpoint(snapshot: Snapshot, state: Buffer | string): 
       ...(snapshot.calls === undefined ? {} : { calls: snapshot.calls }),
     },
   };
-}
-
-/** The most openings hold the event loop before the next waits a turn, ms (an eighth of the lease at most). */
-const OPENING_SLICE_MS = 50;
-
-/**
- * Time the worker spent opening sessions (their states through the codec and `migrate`), all its partitions together,
- * since the event loop's last turn: past a slice, each partition's next opening waits for the next turn (`turn()`),
- * so that the leases' renewals due meanwhile run first. (One per worker: with one per partition, a worker that took
- * several partitions at once ran a slow `migrate` of each before its renewals, and lost them all, again and again.)
- */
-export class OpeningSlice {
-  #spent = 0;
-  #turn: Promise<void> | null = null;
-  readonly #slice: number;
-
-  constructor(
-    readonly clock: Clock,
-    ttl: number,
-  ) {
-    this.#slice = Math.min(OPENING_SLICE_MS, ttl / 8);
-  }
-
-  spent(ms: number): void {
-    this.#spent += ms;
-    if (this.full) void this.turn();
-  }
-
-  /** The openings since the last turn took a slice (of the lease): the next waits for `turn()`. */
-  get full(): boolean {
-    return this.#spent >= this.#slice;
-  }
-
-  /** The next turn, after the callbacks due by now (a renewal among them): the slice starts again then. */
-  turn(): Promise<void> {
-    return (this.#turn ??= new Promise((resolve) =>
-      this.clock.setTimeout(() => {
-        this.#turn = null;
-        this.#spent = 0;
-        resolve();
-      }, 0),
-    ));
-  }
 }

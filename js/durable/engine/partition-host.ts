@@ -5,7 +5,7 @@ import type { StreamFn } from '../../types';
 import type { Clock } from '../common/clock';
 import type { Codec } from '../common/codec';
 import type { LocalDelivery } from './local-delivery';
-import type { OpeningSlice } from './opening';
+import type { OpeningSlice } from './opening-slice';
 import type { PartitionLog } from '../common/transport';
 import type { WorkerPermits } from './session-permits';
 import type { SlotReport } from './slot-watch';

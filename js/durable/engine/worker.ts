@@ -44,7 +44,7 @@ import type { WorkerBackend } from '../common/backend';
 import { LocalDelivery } from './local-delivery';
 import { PartitionRun } from './partition-run';
 import { StartGate } from './start-gate';
-import { OpeningSlice } from './opening';
+import { OpeningSlice } from './opening-slice';
 import { LIMIT_KEYS, checkDebounceTarget, checkLimits } from './worker-limits';
 import { type PartitionHost, type WorkerCounters, newCounters } from './partition-host';
 import { type Openable, kOpen } from '../../core/protocol';

@@ -16,7 +16,7 @@ import type { MemoryStore } from '../memory/memory-store';
 import { type PartitionHost, type WorkerCounters, newCounters } from '../engine/partition-host';
 import { PartitionRun } from '../engine/partition-run';
 import { StartGate } from '../engine/start-gate';
-import { OpeningSlice } from '../engine/opening';
+import { OpeningSlice } from '../engine/opening-slice';
 import { Outage } from '../engine/outage';
 import { WorkerPermits } from '../engine/session-permits';
 import { planBalance } from '../rules/versions';
