@@ -688,9 +688,12 @@ export async function runSeed(
     // session (`late`: session-script.mjs), drawn from a stream of the seed's own: the seed's other draws stay those of
     // runs without it. (Not with --versions: the seeds those rows hold for past defects keep their scenarios.)
     const lateDraw = prng(seed + 0x6c617465);
+    // (With a debounce, each event further apart than any drawn wait, `debounceFor`'s and the releases' own: one
+    // burst each, so that a debounced function delivers and answers every event, as the checks need.)
+    const gap = debounce ? s.idleTimeout + 2 : Math.floor(s.idleTimeout / 2);
     for (const key of JOURNAL_KEYS) {
       for (let i = 0; i < 8; i++) {
-        const at = start + i * Math.floor(s.idleTimeout / 2);
+        const at = start + i * gap;
         // (`late`: its handler leaves a journaled call running at its end, answered after its session: session-script.mjs.)
         const late = !versions && lateDraw() < 0.3;
         s.events.push({
