@@ -11,10 +11,10 @@
 // needs a few turns, its reply and on Postgres a pooled connection, waited one migrate per turn and often came late.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { streamFn } from 'velo-stream';
 import { sessionOutputs, sessionProducer, sessionWorker } from 'velo-stream/durable';
 import { client, fresh, useRedis } from './helpers/redis-suite.mjs';
 import { pool, usePostgres } from './helpers/postgres-suite.mjs';
+import { checkpointed } from './helpers/redis-fixtures.mjs';
 
 useRedis();
 usePostgres();
@@ -44,21 +44,6 @@ async function until(check, describe, ms = BOUND) {
     if (performance.now() > deadline) assert.fail(`timed out after ${ms} ms waiting for ${describe()}`);
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
-}
-
-/** Running totals of version `v`, checkpointing `{ total, from }` after each output; live for a minute. */
-function checkpointed(v) {
-  return streamFn(
-    async function* checkpointed(events, ctx) {
-      let { total = 0, from } = ctx.restored ?? {};
-      for await (const e of events) {
-        total += e.n;
-        yield { v, total, from };
-        ctx.checkpoint({ total, from });
-      }
-    },
-    { idleTimeout: 60_000 },
-  );
 }
 
 /** `perPartition` keys of each partition, by the producer's own partitioning. */

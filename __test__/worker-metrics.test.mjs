@@ -5,13 +5,12 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Registry } from 'prom-client';
-import { streamFn } from 'velo-stream';
 import { postgresProducer, postgresWorker } from 'velo-stream/postgres';
 import { redisWorker } from 'velo-stream/redis';
 import { registerRedisWorkerMetrics, registerWorkerMetrics } from 'velo-stream/prometheus';
 import { startPostgres } from './helpers/postgres-server.mjs';
 import { startRedis } from './helpers/redis-server.mjs';
-import { eventually, totals } from './helpers/redis-fixtures.mjs';
+import { checkpointed, eventually, totals } from './helpers/redis-fixtures.mjs';
 
 let postgres;
 let redis;
@@ -101,21 +100,6 @@ test('a Postgres worker\'s series: velo_worker_* labelled backend="postgres", no
     await Promise.all([pgWorker.close(), rdWorker.close()]);
   }
 });
-
-/** `totals` of version `v` that checkpoints `{ total }` after each output, and goes on from a restored one. */
-function checkpointed(v) {
-  return streamFn(
-    async function* checkpointed(events, ctx) {
-      let { total = 0, from } = ctx.restored ?? {};
-      for await (const e of events) {
-        total += e.n;
-        yield { v, total, from };
-        ctx.checkpoint({ total, from });
-      }
-    },
-    { idleTimeout: 60_000 },
-  );
-}
 
 test('migrated sessions: a Postgres worker of v2 adopting a v1 session (migrate) counts it in velo_worker_migrated_sessions_total', async () => {
   const name = fresh('pgmigrate');

@@ -1,5 +1,6 @@
 // What the Redis tests share: the handler every worker runs (in the test
-// process and in child processes), and checks that read Redis directly.
+// process and in child processes), and checks that read Redis directly; and
+// handlers the tier's tests of both backends share (`checkpointed`).
 import assert from 'node:assert/strict';
 import { streamFn } from '../../index.mjs';
 
@@ -331,4 +332,22 @@ export async function settled(client, name, partitions, sent, idle) {
   checkOutputs(outputs, new Map(sessions.map(([key, runs]) => [key, runs.flatMap((ns) => expectedTotals(ns))])));
   const count = sessions.reduce((sum, [, runs]) => sum + runs.length, 0);
   assert.equal(new Set(outputs.map((o) => o.sid)).size, count, 'the sessions of a crash-free run');
+}
+
+/**
+ * Running totals of version `v` that checkpoint `{ total, from }` after each output and go on from a restored one
+ * (`from`: the version a `migrate` adopted it from); live for a minute. Each output is `{ v, total, from }`.
+ */
+export function checkpointed(v) {
+  return streamFn(
+    async function* checkpointed(events, ctx) {
+      let { total = 0, from } = ctx.restored ?? {};
+      for await (const e of events) {
+        total += e.n;
+        yield { v, total, from };
+        ctx.checkpoint({ total, from });
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
 }
