@@ -101,7 +101,7 @@ test('a Postgres worker\'s series: velo_worker_* labelled backend="postgres", no
   }
 });
 
-test('migrated sessions: a Postgres worker of v2 adopting a v1 session (migrate) counts it in velo_worker_migrated_sessions_total', async () => {
+test('migrated sessions: a Postgres worker of v2 adopting a v1 session (migrate) counts it in velo_worker_migrated_sessions_total; a later v2 owner, restoring it, does not', async () => {
   const name = fresh('pgmigrate');
   const options = { pool, name, partitions: 1, leaseTtl: 1500 };
   const producer = postgresProducer({ pool, name, partitions: 1 });
@@ -126,8 +126,23 @@ test('migrated sessions: a Postgres worker of v2 adopting a v1 session (migrate)
     const { samples } = await scrape(registry);
     assert.equal(valueOf(samples, 'velo_worker_migrated_sessions_total', v2, 'backend="postgres"'), 1);
     assert.equal(valueOf(samples, 'velo_worker_sessions_by_version', v2, 'version="v2"'), 1);
+    await eventually(() => v2.stats().outputs === 1 && v2.stats().checkpoints >= 1, 'the adopted session committed', 30_000);
   } finally {
     await v2.close();
+  }
+  // The session is v2's now (its converted checkpoint committed with the adoption): a later owner restores it.
+  let calls = 0;
+  const again = postgresWorker(checkpointed('v2'), {
+    ...options,
+    version: 'v2',
+    migrate: (state, fromVersion) => (calls++, { ...state, from: fromVersion }),
+  });
+  try {
+    await producer.send('k', { n: 4 });
+    await eventually(() => again.stats().outputs === 1, 'the restored session answers', 30_000);
+    assert.deepEqual([again.stats().migrated, again.stats().restored, calls], [0, 1, 0]);
+  } finally {
+    await again.close();
   }
 });
 

@@ -203,7 +203,9 @@ export class SessionOpener<I, O> {
       plan.keyState === null ? null : { use: plan.keyState, kept: kept?.version ?? '' },
     );
     if (fromKey) w.counters.keyStateStarts++;
-    if (opening.replaces !== undefined && broken === undefined) w.counters.migrated++;
+    // (Counted where this worker adopts it, its opening new: a later owner that finds the adoption committed reuses
+    // the stored opening, which still names the version it replaced, and does not count it again.)
+    if (plan.write && opening.replaces !== undefined && broken === undefined) w.counters.migrated++;
     // Adopted from its checkpoint, or its key's state converted: the converted state is its checkpoint from now on,
     // committed with its opening (in one commit, ahead of its outputs), so no later owner runs this version on the old
     // state, or converts it again.
