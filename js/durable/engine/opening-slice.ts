@@ -1,7 +1,7 @@
 // How long a worker's session openings may hold the event loop before its leases' renewals run.
 import type { Clock } from '../common/clock';
 
-/** The most openings hold the event loop before the next waits a turn, ms (an eighth of the lease at most). */
+/** The most openings hold the event loop before the next one pauses, ms (an eighth of the lease at most). */
 const OPENING_SLICE_MS = 50;
 
 /**
