@@ -9,12 +9,16 @@
 // migrate per partition before the renewals: the worker lost every partition before its adoptions committed, took
 // them back and migrated again, for ever. With the slice the worker's but a pause of one turn only, a renewal that
 // needs a few turns, its reply and on Postgres a pooled connection, waited one migrate per turn and often came late.)
+// And a v2 worker started on a backlog of one partition with many sessions to adopt answers the backlog's first
+// event after a few adoptions, not after all of them: an entry's session is adopted first at each turn, the others in
+// what is left of the slice. (Before, the replay began once every session was adopted.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { sessionOutputs, sessionProducer, sessionWorker } from 'velo-stream/durable';
 import { client, fresh, useRedis } from './helpers/redis-suite.mjs';
 import { pool, usePostgres } from './helpers/postgres-suite.mjs';
 import { checkpointed } from './helpers/redis-fixtures.mjs';
+import { streamFn } from '../index.mjs';
 
 useRedis();
 usePostgres();
@@ -162,6 +166,95 @@ for (const [backend, made] of Object.entries(BACKENDS)) {
       t.diagnostic(
         `${keys.length} sessions adopted in ${Math.round(adoptedIn ?? NaN)} ms; migrate called ${calls.length} times; leases lost ${s?.lost}; renewals late by at most ${Math.round(s?.renewals.lateMax ?? NaN)} ms; retried errors ${errors.length}; whole test ${total} ms`,
       );
+    }
+  });
+}
+
+/** Sessions of the backlog test, all on one partition, and each one's migrate call's CPU time. */
+const BACKLOG_SESSIONS = 24;
+const BACKLOG_MIGRATE_MS = 20;
+
+for (const [backend, made] of Object.entries(BACKENDS)) {
+  test(`${backend}: a v2 worker started on a backlog answers its first events before it has adopted every live v1 session of their partition (${BACKLOG_SESSIONS} sessions, a migrate of ${BACKLOG_MIGRATE_MS} ms each)`, async (t) => {
+    const { shared, reading } = made();
+    const common = { ...shared, ...reading, partitions: 1 };
+    const workers = { ...common, leaseTtl: LEASE };
+    const producer = sessionProducer({ ...shared, partitions: 1 });
+    const keys = Array.from({ length: BACKLOG_SESSIONS }, (_, i) => `b${i}`);
+    const errors = [];
+    const onError = (error) => errors.push(error);
+    const reader = readAll(common);
+    const v1 = sessionWorker(checkpointed('v1'), { ...workers, version: 'v1', onError });
+    let v2;
+    const calls = [];
+    /** How many sessions `migrate` had adopted when v2's handler took its first event of the backlog. */
+    let adoptedAtFirstAnswer;
+    try {
+      await producer.sendMany(keys.map((k) => [k, { n: 1 }]));
+      await until(
+        () => reader.got.length === keys.length,
+        () => `the v1 outputs (${reader.got.length} of ${keys.length})`,
+      );
+      await v1.close();
+      // The backlog, written while no worker runs: one event per key, last key first.
+      await producer.sendMany([...keys].reverse().map((k) => [k, { n: 2 }]));
+
+      const v2fn = streamFn(
+        async function* v2(events, ctx) {
+          let { total = 0, from } = ctx.restored ?? {};
+          for await (const e of events) {
+            adoptedAtFirstAnswer ??= calls.length;
+            total += e.n;
+            yield { v: 'v2', total, from };
+            ctx.checkpoint({ total, from });
+          }
+        },
+        { idleTimeout: 60_000 },
+      );
+      v2 = sessionWorker(v2fn, {
+        ...workers,
+        version: 'v2',
+        migrate: (state, fromVersion) => {
+          const until = performance.now() + BACKLOG_MIGRATE_MS;
+          while (performance.now() < until);
+          calls.push(fromVersion);
+          return { ...state, from: fromVersion };
+        },
+        onError,
+      });
+      await until(
+        () => reader.got.length >= 2 * keys.length,
+        () =>
+          `every session's v2 output (${reader.got.length - keys.length} of ${keys.length}; migrate called ${calls.length} times)`,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 300));
+
+      // The first event of the backlog opened its own session: it did not wait for the partition's other adoptions.
+      assert.ok(
+        adoptedAtFirstAnswer < BACKLOG_SESSIONS / 2,
+        `the first event was answered after ${adoptedAtFirstAnswer} of ${BACKLOG_SESSIONS} adoptions`,
+      );
+      assert.equal(reader.got.length, 2 * keys.length, 'no output twice');
+      for (const key of keys) {
+        const list = reader.got.filter((o) => o.key === key).sort((a, b) => a.seq - b.seq);
+        assert.deepEqual(
+          list.map((o) => [o.seq, o.value]),
+          [
+            [1, { v: 'v1', total: 1 }],
+            [2, { v: 'v2', total: 3, from: 'v1' }],
+          ],
+          key,
+        );
+      }
+      assert.deepEqual(calls, Array(keys.length).fill('v1'), 'migrate(state, "v1") once for each session');
+      assert.equal(v2.stats().lost, 0, 'no lease lost');
+      await v2.close();
+      assert.deepEqual(errors, []);
+    } finally {
+      await v2?.close();
+      await v1.close();
+      await reader.stop();
+      t.diagnostic(`the first event of the backlog answered after ${adoptedAtFirstAnswer} of ${calls.length} adoptions`);
     }
   });
 }

@@ -279,9 +279,9 @@ export class PartitionRun<I, O> {
   }
 
   /**
-   * Before the replay: the checkpoints of the sessions the last owner left, each started again now if a slot is
-   * free (it must still end where the log says), else when its key's next entry needs it or a slot frees. False
-   * once the partition stops.
+   * Before the replay: the checkpoints of the sessions the last owner left, each started again if a slot is free
+   * (it must still end where the log says): now, or between the replay's entries once the openings took a slice, or
+   * when its key's next entry needs it, or when a slot frees. False once the partition stops.
    */
   async #loadSnapshots(): Promise<boolean> {
     for (;;) {
@@ -294,9 +294,8 @@ export class PartitionRun<I, O> {
         await this.worker.retryWait();
       }
     }
+    // The sessions the openings' slice has room for now; the rest go on between the replay's entries (`#restoreLater`).
     this.#restoreWaiting();
-    // The replay starts once every session with a slot is restored: its entries would open the rest one by one.
-    while (this.#restoring !== null) await this.#restoring;
     return true;
   }
 
@@ -336,10 +335,16 @@ export class PartitionRun<I, O> {
 
   #restoreLater(): void {
     if (this.#restoring !== null) return;
-    this.#restoring = this.worker.openingSlice.turn().then(() => {
-      this.#restoring = null;
-      this.slotsFreed();
-    });
+    // After the turn, one microtask later than the openings the log's entries wait for at it (`#deliverNew`): an
+    // entry's session opens first, and sessions restored ahead of their entries take what is left of the slice. So
+    // a backlog is answered from its first entries while a slow `migrate` adopts the rest, not after all of them.
+    this.#restoring = this.worker.openingSlice
+      .turn()
+      .then(() => undefined)
+      .then(() => {
+        this.#restoring = null;
+        this.slotsFreed();
+      });
   }
 
   /**
