@@ -78,6 +78,37 @@ function readAll(options) {
   };
 }
 
+/** A `migrate` that holds the event loop for `ms` per call (CPU-bound, synchronous), each call's version in `calls`. */
+function slowMigrate(ms, calls) {
+  return (state, fromVersion) => {
+    const until = performance.now() + ms;
+    while (performance.now() < until);
+    calls.push(fromVersion);
+    return { ...state, from: fromVersion };
+  };
+}
+
+/**
+ * Exact outputs, read after a settling wait (a late duplicate would show): per key one session, seq 1 by v1, seq 2 by
+ * v2 from the migrated checkpoint, each once.
+ */
+async function assertAdopted(got, keys) {
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(got.length, 2 * keys.length, 'no output twice');
+  for (const key of keys) {
+    const list = got.filter((o) => o.key === key).sort((a, b) => a.seq - b.seq);
+    assert.equal(new Set(list.map((o) => o.sid)).size, 1, `${key}: one session`);
+    assert.deepEqual(
+      list.map((o) => [o.seq, o.value]),
+      [
+        [1, { v: 'v1', total: 1 }],
+        [2, { v: 'v2', total: 3, from: 'v1' }],
+      ],
+      key,
+    );
+  }
+}
+
 for (const [backend, made] of Object.entries(BACKENDS)) {
   test(`${backend}: a v2 worker taking ${PARTITIONS} partitions at once adopts every live v1 session with a migrate of a tenth of the lease per call (CPU-bound), and each session answers its next event on v2`, async (t) => {
     const { shared, reading } = made();
@@ -108,12 +139,7 @@ for (const [backend, made] of Object.entries(BACKENDS)) {
         ...workers,
         version: 'v2',
         // CPU-bound, synchronous: MIGRATE_MS of the event loop per session.
-        migrate: (state, fromVersion) => {
-          const until = performance.now() + MIGRATE_MS;
-          while (performance.now() < until);
-          calls.push(fromVersion);
-          return { ...state, from: fromVersion };
-        },
+        migrate: slowMigrate(MIGRATE_MS, calls),
         onError,
       });
       const progress = () =>
@@ -129,25 +155,7 @@ for (const [backend, made] of Object.entries(BACKENDS)) {
         () => reader.got.length >= 2 * keys.length,
         () => `every session's v2 output (${reader.got.length - keys.length} of ${keys.length}; ${progress()})`,
       );
-      // (A late duplicate would show in the exact check below.)
-      await new Promise((resolve) => setTimeout(resolve, 300));
-
-      // Exact outputs: per key one session, seq 1 by v1, seq 2 by v2 from the migrated checkpoint, each once.
-      assert.equal(reader.got.length, 2 * keys.length, 'no output twice');
-      const byKey = new Map(keys.map((k) => [k, []]));
-      for (const o of reader.got) byKey.get(o.key).push(o);
-      for (const [key, list] of byKey) {
-        list.sort((a, b) => a.seq - b.seq);
-        assert.equal(new Set(list.map((o) => o.sid)).size, 1, `${key}: one session`);
-        assert.deepEqual(
-          list.map((o) => [o.seq, o.value]),
-          [
-            [1, { v: 'v1', total: 1 }],
-            [2, { v: 'v2', total: 3, from: 'v1' }],
-          ],
-          key,
-        );
-      }
+      await assertAdopted(reader.got, keys);
       // Its leases kept, each session was adopted once.
       assert.deepEqual(calls, Array(keys.length).fill('v1'), 'migrate(state, "v1") once for each session');
       assert.equal(v2.stats().migrated, keys.length);
@@ -214,12 +222,7 @@ for (const [backend, made] of Object.entries(BACKENDS)) {
       v2 = sessionWorker(v2fn, {
         ...workers,
         version: 'v2',
-        migrate: (state, fromVersion) => {
-          const until = performance.now() + BACKLOG_MIGRATE_MS;
-          while (performance.now() < until);
-          calls.push(fromVersion);
-          return { ...state, from: fromVersion };
-        },
+        migrate: slowMigrate(BACKLOG_MIGRATE_MS, calls),
         onError,
       });
       await until(
@@ -227,25 +230,12 @@ for (const [backend, made] of Object.entries(BACKENDS)) {
         () =>
           `every session's v2 output (${reader.got.length - keys.length} of ${keys.length}; migrate called ${calls.length} times)`,
       );
-      await new Promise((resolve) => setTimeout(resolve, 300));
-
       // The first event of the backlog opened its own session: it did not wait for the partition's other adoptions.
       assert.ok(
         adoptedAtFirstAnswer < BACKLOG_SESSIONS / 2,
         `the first event was answered after ${adoptedAtFirstAnswer} of ${BACKLOG_SESSIONS} adoptions`,
       );
-      assert.equal(reader.got.length, 2 * keys.length, 'no output twice');
-      for (const key of keys) {
-        const list = reader.got.filter((o) => o.key === key).sort((a, b) => a.seq - b.seq);
-        assert.deepEqual(
-          list.map((o) => [o.seq, o.value]),
-          [
-            [1, { v: 'v1', total: 1 }],
-            [2, { v: 'v2', total: 3, from: 'v1' }],
-          ],
-          key,
-        );
-      }
+      await assertAdopted(reader.got, keys);
       assert.deepEqual(calls, Array(keys.length).fill('v1'), 'migrate(state, "v1") once for each session');
       assert.equal(v2.stats().lost, 0, 'no lease lost');
       await v2.close();
