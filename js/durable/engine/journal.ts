@@ -189,6 +189,11 @@ export class Journal {
     return this.#divergedInput;
   }
 
+  /** The input whose answer it restarted (`restart`), -1: none. */
+  get restartedInput(): number {
+    return this.#restartedInput;
+  }
+
   /**
    * A migrated session's answer in flight: the input its old version was answering (by `inputs()`) and the outputs
    * it had written for it; null: none. The new version continues that answer only while it yields, before each

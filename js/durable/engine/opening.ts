@@ -91,6 +91,8 @@ export interface OpeningPlan {
    * or its first event): those, matched by place, are not written again; null otherwise (matched by seq).
    */
   readonly writtenBefore: WrittenMark | null;
+  /** The last of those is this version's own answer (`ownPast`), which its replay makes again. */
+  readonly writtenOwn: boolean;
   /**
    * How it starts from its key's kept state, if it has one (null: none): as it is, converted by `migrate` (kept by
    * a version the release does not run), or not at all (`'refused'`: kept by a version the release neither runs nor
@@ -133,7 +135,8 @@ export function planOpening(i: OpeningInputs): OpeningPlan {
     from,
     migrateFrom,
     foreign,
-    writtenBefore: opening.replaces === undefined ? null : writtenPast(i),
+    writtenBefore: opening.replaces === undefined ? null : opening === stored ? adoptedPast(stored, i) : writtenPast(i),
+    writtenOwn: opening === stored && ownPast(stored, i),
     keyState,
   });
   const withKeyState = (o: SessionOpening): SessionOpening => (recorded === undefined ? o : { ...o, keyState: recorded });
@@ -182,6 +185,27 @@ function writtenPast(i: OpeningInputs): WrittenMark | null {
   return mark.digest === undefined
     ? { written: mark.written, at: mark.at }
     : { written: mark.written, at: mark.at, digest: mark.digest };
+}
+
+/**
+ * The outputs past where a session an earlier owner adopted (`stored`: its opening replaces the old version) starts
+ * from, matched by place: none if its adoption found none of the old version's past its start (`after`), or it starts
+ * past them. Then every output past its start is this version's own, matched by seq as any replay's.
+ */
+function adoptedPast(stored: SessionOpening, i: OpeningInputs): WrittenMark | null {
+  const after = stored.after;
+  if (after === undefined || after[0] <= (i.snapshot?.seq ?? 0)) return null;
+  return writtenPast(i);
+}
+
+/**
+ * Whether the last of those (`adoptedPast`) is of an input past the one the old version was answering at the
+ * adoption: an answer of this version's own, which its replay makes again (matched by its digest: session-writes.ts).
+ */
+function ownPast(stored: SessionOpening, i: OpeningInputs): boolean {
+  const after = stored.after;
+  const at = i.mark?.at;
+  return stored.replaces !== undefined && after !== undefined && at !== undefined && at[0] > after[1];
 }
 
 /** What came of a plan's state: what the handler starts from, what its end keeps for its key, and failures. */

@@ -190,6 +190,7 @@ export class SessionOpener<I, O> {
       keep,
       keepVersion,
       writtenBefore: plan.writtenBefore,
+      writtenOwn: plan.writtenOwn,
       run: this.host.sessionRun,
       scope: traced,
       // Its `limiter.session` permits: held until it ends (`PartitionRun.#over`).

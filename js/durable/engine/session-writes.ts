@@ -49,11 +49,14 @@ export class SessionWrites<I, O> {
       // An earlier owner wrote the output at this place (a migrated session's old version): it stands.
       if (places !== null && placedBy(places.current, old)) return;
       current = places?.current;
-      // Of the input it was answering, continued from its records: held, while it may still leave some of them.
-      // Past the old's last output with every record taken, the held ones were the old answer continued.
-      if (current !== undefined && current[0] === old[0] && continuing(s, places as OutputPlaces)) {
-        if (current[1] <= old[1] || (s.held?.left ?? 0) > 0 || s.checkpoints?.journal?.recordsLeft() !== 0) hold = true;
-        else this.#keepOld(s);
+      // Of the input it was answering, continued from its records (or its own answer made again): held, while it may
+      // still leave some of them. Past the old's last output with every record taken, the held ones were the old
+      // answer continued.
+      if (current !== undefined && current[0] === old[0]) {
+        if (continuing(s, places as OutputPlaces)) {
+          if (current[1] <= old[1] || (s.held?.left ?? 0) > 0 || s.checkpoints?.journal?.recordsLeft() !== 0) hold = true;
+          else this.#keepOld(s);
+        } else if (recordsAhead(s)) hold = true;
       }
       if (!hold) this.#writeHeld(s, current?.[0]);
     }
@@ -73,9 +76,12 @@ export class SessionWrites<I, O> {
     // At the old version's last output, held: the same outputs so far, or the new version answers otherwise.
     const old = s.writtenBefore;
     if (hold && old?.digest !== undefined && current?.[1] === old.at[1] && digestText(digest ?? 0) !== old.digest) {
-      journal?.restart(
-        `its new version's outputs of that answer, up to its output ${current[1]}, are not the ones the old version wrote`,
-      );
+      // (Held before its first call (`recordsAhead`), it continued nothing: written whole, as an answer not from the
+      // journal is, with no report.)
+      if (places !== null && continuing(s, places))
+        journal?.restart(
+          `its new version's outputs of that answer, up to its output ${current[1]}, are not the ones the old version wrote`,
+        );
       this.#writeHeld(s, current[0]);
       hold = false;
     }
@@ -287,12 +293,26 @@ export class SessionWrites<I, O> {
  */
 function continuing<I, O>(s: Session<I, O>, places: OutputPlaces): boolean {
   const journal = s.checkpoints?.journal;
+  // (Its own version's answer, made again: the same one if its outputs up to the last written are, told by its digest.)
+  if (s.writtenOwn && s.writtenBefore?.digest !== undefined) return journal != null;
   return (
     journal != null &&
     s.writtenBefore !== null &&
     journal.continuedInput >= 0 &&
     s.writtenBefore.at[0] === journal.continuedInput - places.fromInputs
   );
+}
+
+/**
+ * Before its first call of the input in flight: the old version's records of that input's calls lie ahead, neither
+ * taken nor diverged from. Its outputs so far (a start marker) are held: its next call that takes a record continues
+ * the old answer (they were the old ones again), one that does not makes them another answer's.
+ */
+function recordsAhead<I, O>(s: Session<I, O>): boolean {
+  const journal = s.checkpoints?.journal;
+  if (journal == null) return false;
+  const input = journal.inputs();
+  return journal.divergedInput !== input && journal.restartedInput !== input && journal.recordsLeft() > 0;
 }
 
 /** A migrated session's outputs go on past those an earlier owner wrote: its next seq follows theirs. */

@@ -415,6 +415,8 @@ export interface SessionStart<I, O> {
   readonly keep: Buffer | string | undefined;
   readonly keepVersion: string;
   readonly writtenBefore: WrittenMark | null;
+  /** The last of those is its own version's answer (`OpeningPlan.writtenOwn`). */
+  readonly writtenOwn?: boolean;
   /** Its partition's run, which its hooks tell (through it). */
   readonly run: SessionRun<I, O>;
   readonly scope?: SessionScope;
@@ -473,6 +475,12 @@ export class Session<I, O> implements CheckpointsOwner {
    * or before `at` are not written again, and the first after it continues past `written` (null once passed).
    */
   writtenBefore: WrittenMark | null;
+  /**
+   * The last of those is an answer of its own version, to an input past the one its old version was answering at the
+   * adoption: its replay's outputs for that input are held as a continued answer's, and dropped if they are the same
+   * up to the last written (its digest), else written whole after them.
+   */
+  readonly writtenOwn: boolean;
   /**
    * A migrated session's outputs for the input its old version was answering, not written while they may be the old
    * ones again, and the output at which its handler asked past that input (-1: not yet); null: none (session-writes.ts).
@@ -572,10 +580,11 @@ export class Session<I, O> implements CheckpointsOwner {
     this.keep = start.keep;
     this.keepVersion = start.keepVersion;
     this.writtenBefore = start.writtenBefore;
+    this.writtenOwn = start.writtenOwn === true;
     // (Outputs placed before any input since its checkpoint were of an input its restore does not answer again.)
     this.inFlightInput = (start.writtenBefore?.at[0] ?? 0) > 0 ? (start.writtenBefore as WrittenMark).at[0] : -1;
     // (An input the old version answered, its handler past it, is no answer in flight: its outputs stand whole.)
-    if (this.inFlightInput >= 0 && start.writtenBefore?.at[2] !== true)
+    if (this.inFlightInput >= 0 && start.writtenBefore?.at[2] !== true && !this.writtenOwn)
       this.checkpoints.journal?.answerInFlight(
         this.inFlightInput + this.checkpoints.places.fromInputs,
         (start.writtenBefore as WrittenMark).at[1],
