@@ -94,6 +94,9 @@ const SEEDS = [
   // catch a continued answer matched by count, the digest of the old version's last output read back by Postgres.)
   [{ journal: true, versions: true, answers: true }, [360]],
   [{ journal: true, versions: true, answers: true, keyState: true }, [102, 127]],
+  // (Answers that begin with a marker: 413, 489 and 252 are sim-journal.test.mjs's seeds that catch the marker taken
+  // for another answer, by the adopting version and by its later owners, the stored opening's `after` read back.)
+  [{ journal: true, versions: true, markers: true }, [413, 489, 252]],
   // Six partitions committed together (a turn's commits in groups, one transaction each) with hostile effects: a
   // throw in a group, its connection ended by the server, or a statement that ends its transaction, must roll it
   // back and commit each alone; the group's one call of the effects gets each output named by its own partition.

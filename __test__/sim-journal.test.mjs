@@ -80,3 +80,19 @@ seedSlices('with journaled calls, key state, and releases that yield their answe
   options: { journal: true, versions: true, answers: true, keyState: true },
   extra: [102, 127, 268, 615, 189, 295],
 });
+
+// Answers begin with a start marker yielded before their first journaled call (`--markers`), the same in every
+// version with the same calls, as docs/durable/migrate.md advises, or naming the version that made it. These seeds are
+// here to catch a new version whose marker, yielded before it took the old version's first record of the answer in
+// flight, was taken for another answer: the answer, continued from the records, was written again whole after the old
+// partial one (413, 496). And a later owner of a session adopted by `migrate` that took its own version's marker for
+// the old version's answer in flight and wrote it again: where the adoption found no old output past its start (489,
+// 563), and for a question past the one adopted in flight, matched to what the earlier owner wrote by its digest
+// (252, 279).
+seedSlices('with journaled calls, answers that begin with a marker, and releases deployed mid-answer', {
+  from: 1,
+  to: 50,
+  size: 50,
+  options: { journal: true, versions: true, markers: true },
+  extra: [413, 496, 489, 563, 252, 279],
+});

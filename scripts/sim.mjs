@@ -10,7 +10,8 @@
 // applies some of each process's calls late, after calls made since, as Postgres' pool commits (`poolOrderFor`).
 // `--cut` stalls some of each process's calls until the caller's `callTimeout` cuts them (`cutFor`).
 // `--journal` adds keys whose events make journaled calls to services that answer differently on every call
-// (`journalChecks`; without `--versions`, some leave a call running that answers after their session). `--wide` runs six partitions with keys whose events come at the same times (a process commits
+// (`journalChecks`; without `--versions`, some leave a call running that answers after their session; with `--markers`,
+// each answer begins with a start output made before its calls). `--wide` runs six partitions with keys whose events come at the same times (a process commits
 // several partitions at once); `--effects` (with `--postgres`) gives the replay's logs hostile effects
 // (sim-on-postgres.mjs). `--answers` (with `--versions`) adds questions answered in tokens, fewer in a migrating release (`answerChecks`). `--postgres` replays
 // each seed's calm and faulty runs on the Postgres log, on a private postgres, the server's clock pinned to the
@@ -42,6 +43,7 @@ const { values } = parseArgs({
     cut: { type: 'boolean', default: false },
     answers: { type: 'boolean', default: false },
     journal: { type: 'boolean', default: false },
+    markers: { type: 'boolean', default: false },
     wide: { type: 'boolean', default: false },
     effects: { type: 'boolean', default: false },
     postgres: { type: 'boolean', default: false },
@@ -74,6 +76,7 @@ const seedFlags = {
   cut: values.cut,
   answers,
   journal,
+  markers: values.markers,
   wide: values.wide,
 };
 

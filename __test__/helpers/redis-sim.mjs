@@ -31,10 +31,11 @@ export const replayCommand = (
     cut = false,
     answers = false,
     journal = false,
+    markers = false,
     wide = false,
   } = {},
 ) =>
-  `node scripts/sim.mjs --seed ${seed} --trace --shrink${only.length === FAULT_KINDS.length ? '' : ` --only ${only.join(',')}`}${permits ? ' --permits' : ''}${versions ? ' --versions' : ''}${debounce ? ' --debounce' : ''}${keyState ? ' --key-state' : ''}${hostileMigrate ? ' --hostile-migrate' : ''}${releaseDebounce ? ' --release-debounce' : ''}${clockSkew ? ' --clock-skew' : ''}${poolOrder ? ' --pool-order' : ''}${cut ? ' --cut' : ''}${answers ? ' --answers' : ''}${journal ? ' --journal' : ''}${wide ? ' --wide' : ''}`;
+  `node scripts/sim.mjs --seed ${seed} --trace --shrink${only.length === FAULT_KINDS.length ? '' : ` --only ${only.join(',')}`}${permits ? ' --permits' : ''}${versions ? ' --versions' : ''}${debounce ? ' --debounce' : ''}${keyState ? ' --key-state' : ''}${hostileMigrate ? ' --hostile-migrate' : ''}${releaseDebounce ? ' --release-debounce' : ''}${clockSkew ? ' --clock-skew' : ''}${poolOrder ? ' --pool-order' : ''}${cut ? ' --cut' : ''}${answers ? ' --answers' : ''}${journal ? ' --journal' : ''}${markers ? ' --markers' : ''}${wide ? ' --wide' : ''}`;
 
 /** The `keyState` of a seed's runs with key state: kept a day (far past any run). */
 export const KEY_STATE = { retention: 86_400_000 };
@@ -669,6 +670,7 @@ export async function runSeed(
     cut = false,
     answers = false,
     journal = false,
+    markers = false,
     wide = false,
     record = false,
   } = {},
@@ -679,7 +681,8 @@ export async function runSeed(
   if (poolOrder) Object.assign(s.faults, poolOrderFor(seed));
   if (cut) Object.assign(s.faults, cutFor(seed));
   // --journal: events of their own keys make journaled calls (an event every idle/2, a checkpoint at some), held to
-  // the journal's checks (`journalChecks`) instead of the model's.
+  // the journal's checks (`journalChecks`) instead of the model's. --markers: each answer begins with a start output
+  // made before any call, as docs/durable/migrate.md advises (`journalChecks`: once per version that begins it).
   if (journal) {
     s.journal = true;
     s.opaque = [...(s.opaque ?? []), ...JOURNAL_KEYS];
@@ -688,6 +691,9 @@ export async function runSeed(
     // session (`late`: session-script.mjs), drawn from a stream of the seed's own: the seed's other draws stay those of
     // runs without it. (Not with --versions: the seeds those rows hold for past defects keep their scenarios.)
     const lateDraw = prng(seed + 0x6c617465);
+    // (--markers: each answer's start is the same output in every version with its calls, as the docs advise, or
+    // names the version that made it, drawn per event from a stream of the seed's own: `journalChecks`.)
+    const markerDraw = prng(seed + 0x6d61726b);
     // (With a debounce, each event further apart than any drawn wait, `debounceFor`'s and the releases' own: one
     // burst each, so that a debounced function delivers and answers every event, as the checks need.)
     const gap = debounce ? s.idleTimeout + 2 : Math.floor(s.idleTimeout / 2);
@@ -699,7 +705,14 @@ export async function runSeed(
         s.events.push({
           at,
           key,
-          event: { tag: `${key}.${i}`, at, journal: true, checkpoint: i % 3 === 1, ...(late ? { late } : {}) },
+          event: {
+            tag: `${key}.${i}`,
+            at,
+            journal: true,
+            checkpoint: i % 3 === 1,
+            ...(late ? { late } : {}),
+            ...(markers ? { marker: markerDraw() < 0.5 ? 'same' : 'versioned' } : {}),
+          },
         });
       }
     }

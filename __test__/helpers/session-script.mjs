@@ -217,6 +217,13 @@ export function scriptHandler({ pause, version, upgrades = false, extra = false,
         // outputs, so that one can continue another's answer in flight.)
         const owner = planOwner(input, version);
         const jmark = owner === version ? mark : { ...mark, ver: owner };
+        // (`marker`: a start output before any call, as docs/durable/migrate.md advises: the same in every version
+        // with the same calls (`'same'`), or naming the version that made it (`'versioned'`), which each version that
+        // begins the answer writes once.)
+        if (input.marker !== undefined) {
+          yield { in: input.tag, begin: input.marker === 'same' ? true : (version ?? ''), ...jmark };
+          if (pause !== undefined) await pause(input, ctx.entry);
+        }
         let got = [];
         // (Each try after a restart is numbered in its outputs: a reader that sees one without its restart before
         // it lost that restart.)

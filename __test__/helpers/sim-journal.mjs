@@ -122,6 +122,7 @@ export const callsDiffer = (event) =>
 
 /** An output of a journal event as the checks show it: `<ver>:` then `route=s4`, `model.0/m5`, `restart` or `done`. */
 function shownJournal(o) {
+  if (o.begin !== undefined) return o.begin === true ? `${o.ver ?? ''}:start` : `start(${o.begin})`;
   const what =
     o.restart !== undefined
       ? 'restart'
@@ -130,7 +131,7 @@ function shownJournal(o) {
         : o.chunk === undefined
           ? `${o.call}=${o.answer}`
           : `${o.call}.${o.chunk.from === undefined ? '' : `${o.chunk.from}-`}${o.chunk.i}${o.chunk.half === undefined ? '' : `h${o.chunk.half}`}/${o.chunk.of}`;
-  return `${o.ver === undefined ? '' : `${o.ver}:`}${what}`;
+  return `${o.ver === undefined ? '' : `${o.ver}:`}${what}${o.try === undefined ? '' : ` (try ${o.try})`}`;
 }
 
 /** Whether output `o` is the first its version makes for `event` (a result or chunk 0 of its first call). */
@@ -196,16 +197,26 @@ function tryProblem(event, outs, final) {
 /**
  * An event's outputs as tries: one after each restart (a replay whose calls diverged from the records: the handler
  * answers again), and one where another version begins its first call anew (its answer not from the journal: written
- * whole after the old version's partial one, docs/durable/migrate.md). (Outputs name the first version that makes
+ * whole after the old version's partial one, docs/durable/migrate.md), or begins it with a start that names it
+ * (`--markers`). (Outputs name the first version that makes
  * their calls, so that versions that make them yield the same outputs: an answer begun again is another version's
  * when it names another, or another version's call made its first answer, `madeBy`.)
  */
 function triesOf(event, outs) {
   const tries = [];
   let begun;
-  for (const [i, o] of outs.entries()) {
+  /** The version that wrote the last start (`--markers`). */
+  let marked;
+  for (const o of outs) {
+    if (o.begin !== undefined) {
+      const bound = typeof o.begin === 'string' && marked !== undefined && o.begin !== marked;
+      if (bound && tries.length > 0 && tries.at(-1).length > 0) tries.push([]);
+      if (typeof o.begin === 'string') marked = o.begin;
+      continue;
+    }
     const begin = begins(event, o) && (o.try ?? 0) === 0 ? `${o.ver} ${madeBy.get(firstAnswer(o))}` : undefined;
-    if (i === 0 || o.restart !== undefined || (begin !== undefined && begin !== begun)) tries.push([]);
+    const open = tries.length > 0 && tries.at(-1).length === 0;
+    if (!open && (tries.length === 0 || o.restart !== undefined || (begin !== undefined && begin !== begun))) tries.push([]);
     if (begin !== undefined) begun = begin;
     tries.at(-1).push(o);
   }
@@ -255,6 +266,18 @@ export function journalChecks(result, s) {
     const problem = (() => {
       const ends = outs.filter((o) => o.done === true).length;
       if (ends !== 1) return `${ends} ends`;
+      // A version writes an answer's start once: again only where another version begins it anew (an answer in
+      // flight at an adoption, written whole after the old one's), never by a replay of the version that wrote it.
+      // (Where its start names the version that made it, another's is another output: the new version's answer is
+      // written whole after the old one's, a try of its own. A start the same in every version is no such bound: an
+      // answer continued from the journal writes it once, and one written again shows as another begin.)
+      // (Or its replay diverged, where the releases' calls allow it: its answer begun again, with a restart.)
+      let marked;
+      for (const [i, o] of outs.entries()) {
+        if (typeof o.begin !== 'string') continue;
+        if (o.begin === marked && outs[i + 1]?.restart === undefined) return `its start written again by ${o.begin}`;
+        marked = o.begin;
+      }
       if (outs.at(-1).done !== true) return 'outputs after its end';
       const tries = triesOf(event, outs);
       if (outs.some((o) => o.restart !== undefined) && !mayDiverge.has(event.tag))
