@@ -219,18 +219,29 @@ test('planOpening: a migrated session whose earlier owner wrote past where it st
   assert.equal(adopted(undefined), null);
   // Without a checkpoint: past 0.
   assert.deepEqual(adopted({ written: 2, at: [1, 2] }, null), { written: 2, at: [1, 2] });
-  // A later owner of the same version (its stored opening says it was migrated) skips by place too ...
-  const migratedBefore = new Map([['k@1-0', { sid: 'k@1-0', version: 'v2', limits: OLD_CAPS, replaces: 'v1' }]]);
-  const again = planOpening({
-    key: 'k',
-    sid: 'k@9-0',
-    snapshot: snapshot({}),
-    openings: migratedBefore,
-    kept: null,
-    release: release('v2'),
-    mark: { written: 7, at: [3, 2] },
-  });
-  assert.deepEqual([again.write, again.migrateFrom, again.writtenBefore], [false, null, { written: 7, at: [3, 2] }]);
+  // A later owner of the same version (its stored opening says it was migrated, its adoption found the old version's
+  // outputs up to seq 5, at its second input) skips by place too, the last written being its own version's answer to
+  // a later input ...
+  const laterOwner = (after, mark = { written: 7, at: [3, 2] }) =>
+    planOpening({
+      key: 'k',
+      sid: 'k@9-0',
+      snapshot: snapshot({}),
+      openings: new Map([['k@1-0', { sid: 'k@1-0', version: 'v2', limits: OLD_CAPS, replaces: 'v1', after }]]),
+      kept: null,
+      release: release('v2'),
+      mark,
+    });
+  const again = laterOwner([5, 2]);
+  assert.deepEqual(
+    [again.write, again.migrateFrom, again.writtenBefore, again.writtenOwn],
+    [false, null, { written: 7, at: [3, 2] }, true],
+  );
+  // (Its last written at the input the old version was answering: the old answer, continued or restarted.)
+  assert.equal(laterOwner([5, 2], { written: 7, at: [2, 4] }).writtenOwn, false);
+  // ... but by seq where its adoption found none of the old version's outputs past its start, or it starts past them.
+  assert.equal(laterOwner(undefined).writtenBefore, null);
+  assert.equal(laterOwner([3, 1]).writtenBefore, null);
   // ... and one never migrated by seq (what checkReplay compares).
   const plain = planOpening({
     key: 'k',
