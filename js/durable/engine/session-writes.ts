@@ -4,8 +4,10 @@
 //
 // The input the old version was answering when it stopped (in flight: its outputs up to `writtenBefore.at` written,
 // its end not) is answered whole by the new version, after the old partial answer, unless the new one continues the
-// same answer from the journal. Its outputs for that input, while it continues from the old's records, may be the old
-// ones again: they are held (`Session.held`) until that is known. They are the old ones (those placed at or before
+// same answer from the journal. Its outputs for that input, while it continues from the old's records (or, before its
+// first call, while those records lie ahead: a start marker), may be the old ones again: they are held
+// (`Session.held`) until that is known. A later owner of the new version holds its own answer past the one adopted in
+// flight the same way (`Session.writtenOwn`), the digest of the last written telling it the same. They are the old ones (those placed at or before
 // the old's last dropped, the rest written) once the new version has taken every record of that input's calls and
 // yields past the old's last output, or asks past the input (or ends) so, with at least as many outputs. They are
 // another answer (written whole, after the old's) once the journal diverges, or its outputs stop lining up with the
