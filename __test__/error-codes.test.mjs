@@ -1,19 +1,31 @@
-// One error registry (js/errors.ts): every error with a code is made there, its table lists every code it makes
-// and nothing else, docs/errors.md is generated from the table, and the renamed codes keep their old names as
+// One error registry (js/errors/): every error with a code is made there, its table (codes.ts) lists every code its
+// makers make and nothing else, docs/errors.md is generated from the table, and the renamed codes keep their old names as
 // documented aliases.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join, relative } from 'node:path';
+import { join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { errorsDoc } from '../scripts/errors-doc.mjs';
 import * as velo from 'velo-stream';
 
 const require = createRequire(import.meta.url);
-const { ERROR_CODES, ERROR_CODE_ALIASES, HTTP_ANSWERS } = require('../dist/errors.js');
+const { ERROR_CODES, ERROR_CODE_ALIASES, HTTP_ANSWERS } = require('../dist/errors/index.js');
 const root = fileURLToPath(new URL('..', import.meta.url));
-const REGISTRY = join(root, 'js', 'errors.ts');
+const REGISTRY = join(root, 'js', 'errors');
+/** The registry's table of codes; its table of HTTP answers lists codes too, and makes none. */
+const TABLES = [join(REGISTRY, 'codes.ts'), join(REGISTRY, 'answers.ts')];
+
+/** The text of the registry's files that make errors (all but its tables). */
+function makersText() {
+  return readdirSync(REGISTRY)
+    .filter((name) => name.endsWith('.ts'))
+    .map((name) => join(REGISTRY, name))
+    .filter((path) => !TABLES.includes(path))
+    .map((path) => readFileSync(path, 'utf8'))
+    .join('\n');
+}
 
 /** Every .ts file of js/ with its text. */
 function sources() {
@@ -30,14 +42,13 @@ function sources() {
 }
 
 test('every code the registry makes is in its table, and every code in the table is made there', () => {
-  const registry = readFileSync(REGISTRY, 'utf8');
-  const tableEnd = registry.indexOf('} as const satisfies Record<string, ErrorCodeInfo>;');
-  const aliasesEnd = registry.indexOf('});', registry.indexOf('export const ERROR_CODE_ALIASES'));
-  assert.ok(tableEnd > 0 && aliasesEnd > tableEnd);
-  // What comes after the table and the aliases is the classes and factories: the codes they make.
-  const made = new Set([...registry.slice(aliasesEnd).matchAll(/'(ERR_[A-Z_]+)'/g)].map(([, code]) => code));
+  const codes = readFileSync(TABLES[0], 'utf8');
+  assert.ok(codes.includes('} as const satisfies Record<string, ErrorCodeInfo>;'));
+  assert.ok(codes.includes('export const ERROR_CODE_ALIASES'));
+  // The classes and factories of the other files: the codes they make.
+  const made = new Set([...makersText().matchAll(/'(ERR_[A-Z_]+)'/g)].map(([, code]) => code));
   const table = new Set(Object.keys(ERROR_CODES));
-  assert.deepEqual([...made].filter((c) => !table.has(c)).sort(), [], 'codes made in js/errors.ts but missing from its table');
+  assert.deepEqual([...made].filter((c) => !table.has(c)).sort(), [], 'codes made in js/errors/ but missing from its table');
   assert.deepEqual([...table].filter((c) => !made.has(c)).sort(), [], 'codes in the table that nothing makes');
   for (const [code, e] of Object.entries(ERROR_CODES)) {
     for (const field of ['from', 'when', 'action']) assert.ok(e[field].length > 10, `${code}.${field}`);
@@ -47,7 +58,7 @@ test('every code the registry makes is in its table, and every code in the table
 test('no file of js/ but the registry makes an error with a code: elsewhere a code is only compared', () => {
   const outside = [];
   for (const { path, text } of sources()) {
-    if (path === REGISTRY) continue;
+    if (path.startsWith(REGISTRY + sep)) continue;
     for (const line of text.split('\n')) {
       for (const m of line.matchAll(/'(ERR_[A-Z_]+)'/g)) {
         const before = line.slice(0, m.index).trimEnd();
@@ -98,11 +109,10 @@ test('docs/errors.md is the page generated from the table (node scripts/errors-d
   assert.equal(readFileSync(join(root, 'docs', 'errors.md'), 'utf8'), errorsDoc());
 });
 
-/** What each exported factory and class of js/errors.ts makes: its name -> the codes in its body. */
+/** What each exported factory and class of js/errors/ makes: its name -> the codes in its body. */
 function codesByMaker() {
-  const registry = readFileSync(REGISTRY, 'utf8');
   const makers = new Map();
-  const parts = registry.split(/\n(?=export (?:function|class) )/);
+  const parts = makersText().split(/\n(?=export (?:function|class) )/);
   for (const part of parts) {
     const name = /^export (?:function|class) (\w+)/.exec(part)?.[1];
     if (name !== undefined) makers.set(name, new Set([...part.matchAll(/'(ERR_[A-Z_]+)'/g)].map(([, code]) => code)));
@@ -217,7 +227,7 @@ test("the limiters' and admission's refusals carry the table's status (Retry-Aft
     statusOf('ERR_VELO_NDJSON_LINE_TOO_LARGE'),
   );
   assert.equal(new http.RequestBodyTimeoutError(1, 1).status, statusOf('ERR_VELO_BODY_TIMEOUT'));
-  const { ResumeCursorError, ResumeTrimmedError } = require('../dist/errors.js');
+  const { ResumeCursorError, ResumeTrimmedError } = require('../dist/errors/index.js');
   assert.equal(new ResumeCursorError('syntax', 'x').status, statusOf('ERR_VELO_BAD_CURSOR'));
   assert.equal(new ResumeTrimmedError(0, 'x').status, statusOf('ERR_VELO_RESUME_TRIMMED'));
   await Promise.all([rate.close(), conc.close(), costly.close()]);

@@ -1,6 +1,6 @@
 // The floor plan of js/, held against the code's own imports (type-only ones included): each folder imports only
 // folders below it on the map, no import cycle between files, the session rule imports nothing at run time, each
-// registered symbol is declared once, and no file of the distributed tier outgrows a reader.
+// registered symbol is declared once, and no file outgrows a reader (one is named, with why).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
@@ -15,7 +15,7 @@ const JS = join(ROOT, 'js');
  * folder of js/ (`name/`) or files; a floor is a list of rooms.
  */
 const FLOORS = [
-  [['errors.ts', 'text.ts', 'types.ts', 'validate.ts', 'watch-abort.ts', 'config.ts', 'limits/types.ts']],
+  [['errors/', 'text.ts', 'types.ts', 'validate.ts', 'watch-abort.ts', 'config.ts', 'limits/types.ts']],
   [['addon/'], ['tracing.ts'], ['net/']],
   [['limits/']],
   [['core/']],
@@ -24,7 +24,10 @@ const FLOORS = [
   [['durable/memory/'], ['redis/log/'], ['postgres/log/']],
   [['durable/engine/']],
   [['durable/testing/'], ['redis/clients/'], ['redis/limiter/'], ['postgres/clients/']],
-  [['redis/index.ts', 'redis/service.ts'], ['postgres/index.ts', 'postgres/service.ts']],
+  [
+    ['redis/index.ts', 'redis/service.ts'],
+    ['postgres/index.ts', 'postgres/service.ts'],
+  ],
   [['integrations/']],
   [['index.ts', 'test-hooks.ts', 'replay-cli.ts', 'testing/', 'backends/']],
 ];
@@ -279,11 +282,22 @@ test('the checks of the walls find a planted import, written with a .js specifie
   assert.deepEqual(cycles(both), [[a, b]]);
 });
 
-test('no file of the distributed tier (js/durable, js/redis, js/postgres) is over 800 lines', () => {
-  const long = [...sources(join(JS, 'durable')), ...sources(join(JS, 'redis')), ...sources(join(JS, 'postgres'))]
+/**
+ * Files of js/ allowed past 800 lines, each with why. core/stream.ts is one class, HandlerStream: the private state
+ * of a running stream that every event, output and read goes through. Its parts (sends, the handler's input, outputs
+ * and readers, the ending) read and write the same fields on the per-event path; split across objects, each event
+ * would cross them.
+ */
+const LONG_BY_DESIGN = new Set(['core/stream.ts']);
+
+test('no file of js/ is over 800 lines (but the one named, with its reason)', () => {
+  const long = sources(JS)
     .map((file) => [relative(JS, file), readFileSync(file, 'utf8').split('\n').length])
-    .filter(([, lines]) => lines > 800);
+    .filter(([path, lines]) => lines > 800 && !LONG_BY_DESIGN.has(path));
   assert.deepEqual(long, []);
+  for (const path of LONG_BY_DESIGN) {
+    assert.ok(readFileSync(join(JS, path), 'utf8').split('\n').length > 800, `${path} is short now: take it off the list`);
+  }
 });
 
 test('the checks find what they look for: a wrong-way import, a cycle and a type-only import are told apart', () => {

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { redisProducer, redisWorker } from 'velo-stream/redis';
-import { reporterOf } from '../dist/errors.js';
+import { reporterOf } from '../dist/errors/index.js';
 import { client, fresh, useRedis } from './helpers/redis-suite.mjs';
 import { eventually, interceptCommands, totals } from './helpers/redis-fixtures.mjs';
 import { warningsOf } from './helpers/util.mjs';

@@ -635,7 +635,7 @@ test('redisOutputs with claimIdle: entries a stopped reader had read ahead go to
 
 test('fencing: once another worker holds the lease, the old owner reads, writes, marks and acks nothing', async () => {
   const { RedisLog, KeySpace } = require('../dist/redis/log/redis-log.js');
-  const { FencedError } = require('../dist/errors.js');
+  const { FencedError } = require('../dist/errors/index.js');
   const name = fresh('fence');
   const keys = new KeySpace(name);
   const log = new RedisLog(client, keys, 1, (error) => assert.fail(error));

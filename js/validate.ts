@@ -2,7 +2,7 @@
 //   `[<function>: t]he "<option>" option must be <what>. Received <value>`
 // A number option given anything but a number in its range (a string, NaN, a fraction where an integer is
 // needed) is ERR_OUT_OF_RANGE, as it has been at every entry point since 0.1 (docs/errors.md); the checks of
-// other kinds of option throw ERR_INVALID_ARG_TYPE or ERR_INVALID_ARG_VALUE through errors.ts.
+// other kinds of option throw ERR_INVALID_ARG_TYPE or ERR_INVALID_ARG_VALUE through js/errors/.
 import { describe, outOfRange } from './errors';
 
 /** The start of a message about option `name` of `fn` (none: the function is the one being configured). */

@@ -1,11 +1,11 @@
-// Writes docs/errors.md from the error registry (js/errors.ts, built to dist/errors.js).
+// Writes docs/errors.md from the error registry (js/errors/, built to dist/errors/).
 // `node scripts/errors-doc.mjs --check` exits 1 when docs/errors.md differs from what it would write.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 const require = createRequire(import.meta.url);
-const { ERROR_CODES, ERROR_CODE_ALIASES, HTTP_ANSWERS } = require('../dist/errors.js');
+const { ERROR_CODES, ERROR_CODE_ALIASES, HTTP_ANSWERS } = require('../dist/errors/index.js');
 const target = fileURLToPath(new URL('../docs/errors.md', import.meta.url));
 
 const REPO = 'https://github.com/velo-stream/velo-stream/blob/main/';

@@ -377,7 +377,7 @@ export type {
   PostgresKeyOutputsOnly,
   PostgresLimiterOnly,
 };
-// The errors the tier makes (they live with every other error of the library, js/errors.ts).
+// The errors the tier makes (they live with every other error of the library, js/errors/).
 export {
   AnswerRestartedError,
   CheckpointTooLargeError,

@@ -17,7 +17,7 @@ import { checkResponseFields } from '../net/response-fields';
 /** Output formats. */
 export type Format = 'ndjson' | 'sse';
 
-// The errors live with every other error of the library (js/errors.ts); these are the ones this subpath makes.
+// The errors live with every other error of the library (js/errors/); these are the ones this subpath makes.
 export {
   RequestBodyError,
   RequestBodyTimeoutError,

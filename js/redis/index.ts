@@ -117,7 +117,7 @@ export {
   /** @deprecated Use outputTraceContext from 'velo-stream/durable'. */
   outputTraceContext,
 } from '../durable/common/trace-context';
-// The errors live with every other error of the library (js/errors.ts); these are the ones this subpath makes.
+// The errors live with every other error of the library (js/errors/); these are the ones this subpath makes.
 export {
   /** @deprecated Use CheckpointTooLargeError from 'velo-stream/durable'. */
   CheckpointTooLargeError,
