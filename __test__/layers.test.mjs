@@ -15,7 +15,7 @@ const JS = join(ROOT, 'js');
  * folder of js/ (`name/`) or files; a floor is a list of rooms.
  */
 const FLOORS = [
-  [['errors/', 'text.ts', 'types.ts', 'validate.ts', 'watch-abort.ts', 'config.ts', 'limits/types.ts']],
+  [['errors/', 'io-deadline.ts', 'text.ts', 'types.ts', 'validate.ts', 'watch-abort.ts', 'config.ts', 'limits/types.ts']],
   [['addon/'], ['tracing.ts'], ['net/']],
   [['limits/']],
   [['core/']],

@@ -10,6 +10,7 @@ import { limiterClosedError } from '../../errors';
 import { limiter } from '../../limits/local';
 import type { LimiterDescription } from '../../limits/describe';
 import { acquireSignal } from '../../limits/acquire-options';
+import { IoDeadline } from '../../io-deadline';
 import { integerOption } from '../../validate';
 import { type FleetSettings, type Limits, checkLimits, costOf, localShare } from './limiter-rules';
 
@@ -492,7 +493,7 @@ export class LimiterView<S extends string, T, W extends FleetWaiter<HeldPermit<S
 }
 
 /**
- * A store call bounded by `ms` (Infinity: unbounded): refused with `timeoutError(ms, what)` past it; `onLate` is given
+ * A store call bounded by `ms` (Infinity: unbounded, `IoDeadline`): refused with `timeoutError(ms, what)` past it; `onLate` is given
  * the answer that comes after the timeout (the call had failed).
  */
 export function withTimeout<V>(
@@ -503,10 +504,10 @@ export function withTimeout<V>(
   onLate?: (value: V) => void,
 ): Promise<V> {
   if (ms === Infinity) return call;
-  let timer: NodeJS.Timeout | undefined;
+  let timer: IoDeadline | undefined;
   let timedOut = false;
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
+    timer = new IoDeadline(() => {
       timedOut = true;
       reject(timeoutError(ms, what));
     }, ms);
@@ -517,5 +518,5 @@ export function withTimeout<V>(
     },
     () => {}, // a late failure after the timeout is already handled
   );
-  return Promise.race([call, late]).finally(() => clearTimeout(timer));
+  return Promise.race([call, late]).finally(() => timer?.clear());
 }

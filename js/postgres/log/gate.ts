@@ -10,6 +10,7 @@
 // theirs is allowed, and its connection is destroyed only once the server says its process ended or waits for it.
 // Waiting for a connection of the pool is the pool's own (`connectionTimeoutMillis`).
 import { postgresTimeoutError, workerClosedError } from '../../errors';
+import { IoDeadline } from '../../io-deadline';
 import { RAW_CLIENT, USER_STATEMENT } from './begun';
 import { type ConnectionErrors, type PgClientLike, type PgPoolLike, type PgResult, RAW_POOL, connectListening } from './sql';
 
@@ -76,12 +77,12 @@ function statementOf(config: unknown): string {
 }
 
 /**
- * One statement's bound: armed when it is sent, with what destroys its connection. Past `ms`, the connection is
- * destroyed and the statement fails with ERR_VELO_POSTGRES_TIMEOUT instead of its own failure ("Connection
+ * One statement's bound: armed when it is sent, with what destroys its connection. Past `ms` (judged after the
+ * sockets' ready answers were read: `IoDeadline`), the connection is destroyed and the statement fails with ERR_VELO_POSTGRES_TIMEOUT instead of its own failure ("Connection
  * terminated", which the destruction caused).
  */
 class Deadline {
-  #timer: NodeJS.Timeout | undefined;
+  #timer: IoDeadline | undefined;
   #timedOut: Error | undefined;
   constructor(
     readonly ms: number,
@@ -90,7 +91,7 @@ class Deadline {
 
   /** From now: past `ms`, `destroyConnection` (null: the connection cannot be reached) after `onTimeout`. */
   arm(destroyConnection: (() => void) | null, onTimeout?: (error: Error) => void): void {
-    this.#timer = setTimeout(() => {
+    this.#timer = new IoDeadline(() => {
       const what = statementOf(this.statement);
       this.#timedOut = postgresTimeoutError(
         this.ms,
@@ -103,14 +104,14 @@ class Deadline {
 
   /** The statement answered (`error`: its failure, if it failed): what its caller gets. */
   settled<E>(error: E): E | Error {
-    clearTimeout(this.#timer);
+    this.#timer?.clear();
     return error === null || error === undefined ? error : (this.#timedOut ?? error);
   }
 
   settle<T>(call: Promise<T>): Promise<T> {
     return call.then(
       (result) => {
-        clearTimeout(this.#timer);
+        this.#timer?.clear();
         return result;
       },
       (error: unknown) => {
