@@ -310,6 +310,7 @@ test('fakeModel answers differently on every call: a plain call splices two answ
   assert.equal(journaled.started, 1, 'the model was asked once; the takeover continued its answer');
   assert.throws(() => fakeModel({ tokens: [0, 2] }), { code: 'ERR_INVALID_ARG_VALUE' });
   assert.throws(() => fakeModel({ pace: 1 }), { code: 'ERR_INVALID_ARG_TYPE' });
+  assert.throws(() => fakeModel({ token: [1, 2] }), { code: 'ERR_INVALID_ARG_VALUE', message: /unknown option "token"/ });
   // `after` must be the head of one of its answers: else refused, not taken for a new answer.
   const model = fakeModel({ tokens: [4, 4] });
   const head = [];
@@ -330,6 +331,11 @@ test('fakeModel answers differently on every call: a plain call splices two answ
     [head[0], { ...head[1], answer: 'other' }],
     [head[0], head[0]],
     [...head, ...rest, rest[1]],
+    // An answer it never gave, its own chunk with another text, its own chunk with another length.
+    [{ ...head[0], answer: 'never-given' }],
+    [head[0], { ...head[1], text: 'edited' }],
+    [{ ...head[0], of: 99 }],
+    [head[0], { ...head[1], of: 99 }],
   ])
     assert.throws(() => model.stream('q', bad), { code: 'ERR_INVALID_ARG_VALUE', message: /"after" must be the first chunks/ });
   assert.equal(model.answers, 1);

@@ -142,7 +142,12 @@ async function workerProcess(name) {
 /** A reader process: prints `ready`, then `written <n>` / `lost` per batch; on SIGTERM stops, prints `closed`, exits 0. */
 async function readerProcess(name) {
   const { shared, close } = await backend(name);
-  const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 2 });
+  // A reader frozen mid-batch holds the position's row: the server ends its session after 10 s, and the other goes on.
+  const pool = new pg.Pool({
+    connectionString: process.env.DATABASE_URL,
+    max: 2,
+    options: '-c idle_in_transaction_session_timeout=10000',
+  });
   pool.on('error', () => {});
   const ac = new AbortController();
   process.once('SIGTERM', () => ac.abort());

@@ -223,3 +223,8 @@ const reports: unknown[] = [];
 void testWorker(needsWide, { leaseTtl: 5000, onError: (error) => reports.push(error) });
 // @ts-expect-error its runs crash at every commit: their reports are its own
 void checkDeterminism(needsWide, [], { onError: (error: unknown) => reports.push(error) });
+// A check runs the one handler it is given: no release options (refused at run time with ERR_INVALID_ARG_VALUE too).
+// @ts-expect-error a check runs one release
+void checkDeterminism(needsWide, [], { version: 'v1' });
+// @ts-expect-error a check runs one release
+void checkDeterminism(needsWide, [], { migrate: (state: unknown) => state });

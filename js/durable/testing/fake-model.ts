@@ -42,6 +42,9 @@ export interface FakeModel {
 export function fakeModel(options: FakeModelOptions = {}): FakeModel {
   if (options === null || typeof options !== 'object')
     throw invalidType(`fakeModel(): options must be an object, not ${describe(options)}`);
+  for (const key of Object.keys(options))
+    if (key !== 'tokens' && key !== 'pace')
+      throw invalidValue(`fakeModel(): unknown option ${JSON.stringify(key)} (it takes tokens and pace)`);
   const { tokens = [3, 12], pace } = options;
   const [min, max] = Array.isArray(tokens) ? tokens : [NaN, NaN];
   if (!Number.isSafeInteger(min) || !Number.isSafeInteger(max) || min < 1 || max < min)
@@ -50,41 +53,62 @@ export function fakeModel(options: FakeModelOptions = {}): FakeModel {
     );
   if (pace !== undefined && typeof pace !== 'function')
     throw invalidType(`fakeModel(): options.pace must be a function, not ${describe(pace)}`);
-  let answers = 0;
+  /** Every answer this model started: its id -> its length and its first prompt (which its texts are made of). */
+  const started = new Map<string, { of: number; prompt: string }>();
   return {
     get answers() {
-      return answers;
+      return started.size;
     },
     stream(prompt: string, after: readonly FakeToken[] = []) {
-      checkAfter(after);
+      checkAfter(after, started);
       return streamed(prompt, after);
     },
   };
 
   async function* streamed(prompt: string, after: readonly FakeToken[]): AsyncGenerator<FakeToken, void, undefined> {
     const first = after[0];
-    const answer = first?.answer ?? randomUUID();
-    const of = first?.of ?? min + Math.floor(Math.random() * (max - min + 1));
-    if (first === undefined) answers++;
+    let answer: string;
+    let of: number;
+    if (first === undefined) {
+      answer = randomUUID();
+      of = min + Math.floor(Math.random() * (max - min + 1));
+      started.set(answer, { of, prompt });
+    } else {
+      ({ answer, of } = first);
+      prompt = (started.get(answer) as { prompt: string }).prompt;
+    }
     for (let i = after.length; i < of; i++) {
       if (pace !== undefined) await pace();
-      yield { answer, i, of, text: `${prompt.length % 7 === 0 ? '' : ' '}${answer.slice(0, 4)}-${i}` };
+      yield { answer, i, of, text: textOf(prompt, answer, i) };
     }
   }
 }
 
-/** `after` is the head of one answer of a fake model, as it streamed it (chunks `0, 1, ...` of one id): else refused. */
-function checkAfter(after: unknown): void {
+/** Chunk `i`'s text of answer `answer`, first asked with `prompt`. */
+function textOf(prompt: string, answer: string, i: number): string {
+  return `${prompt.length % 7 === 0 ? '' : ' '}${answer.slice(0, 4)}-${i}`;
+}
+
+/**
+ * `after` is the head of one answer the model started (`started`), each chunk as it streamed it (chunks `0, 1, ...`
+ * of one id, with their length and text): else refused.
+ */
+function checkAfter(after: unknown, started: ReadonlyMap<string, { of: number; prompt: string }>): void {
   const refuse = (why: string) =>
     invalidValue(`fakeModel().stream(): "after" must be the first chunks of one of its answers, as it streamed them: ${why}`);
   if (!Array.isArray(after)) throw invalidType(`fakeModel().stream(): "after" must be an array. Received ${describe(after)}`);
-  const first = after[0] as Partial<FakeToken> | undefined;
+  if (after.length === 0) return;
+  const first = after[0] as Partial<FakeToken> | null;
+  const answer = first?.answer;
+  const known = typeof answer === 'string' ? started.get(answer) : undefined;
+  if (answer === undefined || known === undefined)
+    throw refuse(`chunk 0 is ${describe(first)}, not a chunk of an answer it started`);
+  if (after.length > known.of) throw refuse(`${after.length} chunks of an answer of ${known.of}`);
   after.forEach((chunk: Partial<FakeToken> | null, i) => {
-    if (chunk === null || typeof chunk !== 'object' || typeof chunk.answer !== 'string')
-      throw refuse(`chunk ${i} is ${describe(chunk)}, not a chunk of its`);
-    if (chunk.answer !== first?.answer || chunk.of !== first.of) throw refuse(`chunk ${i} is of another answer`);
+    if (chunk === null || typeof chunk !== 'object' || chunk.answer !== answer)
+      throw refuse(`chunk ${i} is ${describe(chunk)}, not a chunk of the same answer`);
     if (chunk.i !== i) throw refuse(`chunk ${i} has index ${String(chunk.i)}`);
+    if (chunk.of !== known.of || chunk.text !== textOf(known.prompt, answer, i))
+      throw refuse(`chunk ${i} is not as the model gave it (its "of" or "text" differs)`);
   });
-  if (first !== undefined && !(Number.isSafeInteger(first.of) && after.length <= (first.of as number)))
-    throw refuse(`${after.length} chunks of an answer of ${String(first.of)}`);
 }

@@ -60,9 +60,10 @@ export interface TestWorkerOptions {
 
 /**
  * The options of `checkDeterminism`: those of `testWorker` but `onError` (its runs crash at every commit: their
- * reports are its own), and how long each run may take to settle.
+ * reports are its own) and a release's (`version`, `versions`, `migrate`: it runs one release, the handler given), and
+ * how long each run may take to settle.
  */
-export interface DeterminismOptions extends Omit<TestWorkerOptions, 'onError'> {
+export interface DeterminismOptions extends Omit<TestWorkerOptions, 'onError' | 'version' | 'versions' | 'migrate'> {
   /**
    * Virtual ms after the last event's `at` by which each run must have settled (every event handled, every session
    * ended), else the check rejects with `ERR_VELO_TEST_NOT_SETTLED`: an integer from 0 to 2 147 483 647. Default
