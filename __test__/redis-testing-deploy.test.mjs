@@ -102,7 +102,12 @@ test('a deploy that migrates a session whose old version wrote past its checkpoi
     const outputs = tw.outputs();
     assert.deepEqual(
       outputs.map((o) => o.value),
-      [1, 3, 6, 10, 15].map((total) => ({ v: 'v1', total })).concat([{ v: 'v2', total: 21 }, { v: 'v2', total: 21, again: true }]),
+      [1, 3, 6, 10, 15]
+        .map((total) => ({ v: 'v1', total }))
+        .concat([
+          { v: 'v2', total: 21 },
+          { v: 'v2', total: 21, again: true },
+        ]),
       `crash first: ${crashFirst}`,
     );
     assert.deepEqual(
@@ -136,7 +141,7 @@ test('a deploy that carries the old version: the live v1 session ends on v1, new
   await tw.close();
 });
 
-test("key state across releases: a key starts from a state kept by a version its worker runs (or migrates); a rollback that runs neither starts it without, reported", async () => {
+test('key state across releases: a key starts from a state kept by a version its worker runs (or migrates); a rollback that runs neither starts it without, reported', async () => {
   const counter = (v) =>
     streamFn(
       async function* (events, ctx) {
@@ -171,7 +176,10 @@ test("key state across releases: a key starts from a state kept by a version its
   await tw.advance(3000);
   assert.deepEqual(last(), { v: 'v1', n: 4, from: null });
   assert.deepEqual(
-    tw.errors().filter((e) => e?.code === 'ERR_VELO_KEY_STATE_VERSION').map((e) => e.message.match(/by version "(\w+)"/)?.[1]),
+    tw
+      .errors()
+      .filter((e) => e?.code === 'ERR_VELO_KEY_STATE_VERSION')
+      .map((e) => e.message.match(/by version "(\w+)"/)?.[1]),
     ['v2'],
   );
   // A release with migrate converts a state kept by a version it does not run.
@@ -275,6 +283,33 @@ test("deploy() with a release's debounce: sessions it opens are debounced, a ses
   ]);
   assert.deepEqual(by('new'), [{ v: 'v2', got: [3] }]);
   for (const debounce of [{ wait: 0 }, { wait: 50, edge: 'middle' }, { wait: 50, every: 1 }, 5])
-    assert.throws(() => tw.deploy(seen('v3'), { version: 'v3', debounce }), { code: /ERR_INVALID_ARG_(VALUE|TYPE)|ERR_OUT_OF_RANGE/ });
+    assert.throws(() => tw.deploy(seen('v3'), { version: 'v3', debounce }), {
+      code: /ERR_INVALID_ARG_(VALUE|TYPE)|ERR_OUT_OF_RANGE/,
+    });
   await tw.close();
+});
+
+test('stop(version) stops every release deployed with that version, also one deployed twice', async () => {
+  const echo = streamFn(
+    async function* (events) {
+      for await (const e of events) yield e;
+    },
+    { idleTimeout: 60_000 },
+  );
+  const w = testWorker(echo, { version: 'v1', leaseTtl: 3000 });
+  try {
+    w.deploy(echo, { version: 'v2' });
+    w.deploy(echo, { version: 'v2' });
+    await w.advance(5000);
+    await w.stop('v1');
+    await w.stop('v2');
+    w.send('k', 'after every release stopped');
+    await w.advance(10_000);
+    assert.deepEqual(
+      w.outputs().map((o) => o.value),
+      [],
+    );
+  } finally {
+    await w.close();
+  }
 });

@@ -427,12 +427,13 @@ class InMemoryWorker<I, O> implements TestWorker<I, O> {
 
   stop(version: string): Promise<void> {
     this.#open('stop()');
-    const index = this.#sim.releases?.findIndex((r) => r.version === version) ?? -1;
-    if (index < 0) throw invalidValue(`stop(): no release of version ${JSON.stringify(version)} was deployed`);
+    // (Every release of that version: deploy() may have started it more than once.)
+    const indexes = (this.#sim.releases ?? []).flatMap((r, i) => (r.version === version ? [i] : []));
+    if (indexes.length === 0) throw invalidValue(`stop(): no release of version ${JSON.stringify(version)} was deployed`);
     return this.#move('stop()', async () => {
       // (Their hand-overs are calls to the log, answered as the clock moves: it moves until they are done.)
       let stopped = false;
-      void this.#sim.stopRelease(index).then(() => (stopped = true));
+      void Promise.all(indexes.map((i) => this.#sim.stopRelease(i))).then(() => (stopped = true));
       const outcome = await this.#sim.runUntil(() => stopped, this.now() + DAY_MS);
       if (outcome !== 'done') throw stepsError('stop()', this.now(), this.#sim.exhausted);
     });
