@@ -1,8 +1,9 @@
 // checkDeterminism with journaled calls: a service or model that answers differently on every call passes when
 // called through ctx.run or ctx.stream (each run with a crash gets the crash-free run's answer at the same place),
 // and fails when called plainly, the report naming the call (fetch(), crypto.randomUUID(), a fakeModel's
-// stream()) with where; Date.now() and Math.random() inside a journaled body are not named. The stand-ins are gone
-// after the check.
+// stream()) with where; Date.now() and Math.random() inside a journaled body are not named. A streamed answer is
+// also crashed in its middle (after its first chunk): a factory that does not continue after `chunks` fails, named.
+// The stand-ins are gone after the check.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -76,6 +77,71 @@ test('a streamed model (fakeModel) passes through ctx.stream, and fails called p
   const plain = await checkDeterminism(make(false), EVENTS);
   assert.equal(plain.ok, false);
   assert.match(plain.message, /It called fakeModel\(\)\.stream\(\) .*determinism-journal\.test\.mjs:\d+/);
+});
+
+/** A handler streaming a model per event, its factory as `factory(model, prompt, chunks)` gives it; `asked` counts its calls by chunks given. */
+function streaming(factory) {
+  const model = fakeModel({ tokens: [2, 4] });
+  const asked = { fresh: 0, continued: 0 };
+  const fn = streamFn(
+    async function* (prompts, ctx) {
+      for await (const p of prompts) {
+        const tokens = ctx.stream('model', ({ chunks }) => {
+          asked[chunks.length === 0 ? 'fresh' : 'continued']++;
+          return factory(model, `q${p.n}`, chunks);
+        });
+        for await (const t of tokens) yield { t };
+        yield { done: p.n };
+      }
+    },
+    { idleTimeout: 1000 },
+  );
+  return { fn, asked };
+}
+
+test('a streamed answer is crashed in its middle: a factory that continues after chunks passes, one that drops them fails, named', async () => {
+  // Continues: each answer's crash after its first chunk replays that chunk and asks the model for the rest.
+  const ok = streaming((model, prompt, chunks) => model.stream(prompt, chunks));
+  const passed = await checkDeterminism(ok.fn, EVENTS);
+  assert.equal(passed.ok, true, passed.message);
+  // Four answers of 2-4 chunks: at least one run per answer crashed after its first chunk alone, continued.
+  assert.ok(ok.asked.continued >= 4, `continuations asked: ${ok.asked.continued}`);
+
+  // Drops chunks: a new answer after the recorded head.
+  const dropped = await checkDeterminism(streaming((model, prompt) => model.stream(prompt)).fn, EVENTS);
+  assert.equal(dropped.ok, false);
+  assert.match(dropped.message, /ctx\.stream\("model"\) \(its key "ada@[^"]+\/1"\), given the first 1 chunk\(s\) of its answer after the crash, gave /);
+  assert.match(dropped.message, /its factory must continue that answer after `chunks`/);
+  // The reader's view: the crash-free answer's first chunk, then a whole other answer.
+  const [first, second] = dropped.divergence.actual;
+  assert.notEqual(first.t.answer, second.t.answer);
+  assert.equal(second.t.i, 0);
+
+  // A model of the test's own that ignores chunks: the first chunk twice.
+  const fixed = await checkDeterminism(
+    streaming(() =>
+      (function* () {
+        yield 'a';
+        yield 'b';
+        yield 'c';
+      })(),
+    ).fn,
+    EVENTS,
+  );
+  assert.equal(fixed.ok, false);
+  assert.deepEqual(fixed.divergence.actual.slice(0, 5), [{ t: 'a' }, { t: 'a' }, { t: 'b' }, { t: 'c' }, { done: 1 }]);
+  assert.match(fixed.message, /gave "a" as chunk 1 where the crash-free run's answer had "b"/);
+
+  // One that ends early after a continuation (it skips one chunk too many): named by its count.
+  const short = await checkDeterminism(
+    streaming(async function* (model, prompt, chunks) {
+      let i = 0;
+      for await (const t of model.stream(prompt, chunks)) if (chunks.length === 0 || i++ > 0) yield t;
+    }).fn,
+    EVENTS,
+  );
+  assert.equal(short.ok, false);
+  assert.match(short.message, /(ended after \d+ chunks|as chunk 1 where)/);
 });
 
 test('fetch() and crypto.randomUUID() outside a journaled call are named with where; inside one they pass', async () => {

@@ -573,7 +573,9 @@ function byFirstEvent<O>(result: SimResult<O>, sent: readonly { key: string }[])
  * state outside its session, fails it: during the check both give other values in every run. Journaled calls
  * (`ctx.run`, `ctx.stream`) answer each run with a crash as they answered the crash-free run at the same place, so a
  * service that answers differently on every call passes when journaled; the report names `Date.now()`,
- * `Math.random()`, `fetch()` and `crypto.randomUUID()` called outside one.
+ * `Math.random()`, `fetch()` and `crypto.randomUUID()` called outside one. Each streamed answer pauses once after its
+ * first chunk, so one crash falls in its middle: a `ctx.stream` factory that does not continue after the `chunks` it
+ * is given fails, named.
  * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `fn` is not a stream function.
  */
 export async function checkDeterminism<I = unknown, O = unknown>(
@@ -627,6 +629,7 @@ export async function checkDeterminism<I = unknown, O = unknown>(
       faults: { crashAfterCommits },
       settleWithin: crashAfterCommits.length > 0 ? crashWithin : settleWithin,
       appended: answers.appended,
+      started: answers.started,
     });
   };
   checking = true;
@@ -649,6 +652,7 @@ export async function checkDeterminism<I = unknown, O = unknown>(
         if (JSON.stringify(want) === JSON.stringify(got)) continue;
         const [key, first] = name.split('\u0000');
         const read = guard.reads.length > 0 ? ` ${unjournaled(guard.reads)}` : '';
+        const continued = answers.discontinued === null ? '' : ` ${answers.discontinued}`;
         return {
           ok: false,
           crashes: k,
@@ -657,7 +661,7 @@ export async function checkDeterminism<I = unknown, O = unknown>(
             `A crash after commit ${k} changed the outputs of the session of key ${JSON.stringify(key)} opened by event ${first}: ` +
             `${JSON.stringify(want)} crash-free, ${JSON.stringify(got)} with the crash. A handler must make the same outputs ` +
             `from the same events, its restored state and its timers (a restore goes on from its checkpoint's state at ` +
-            `the next event).${read}${realWaits()}`,
+            `the next event).${read}${continued}${realWaits()}`,
         };
       }
     }

@@ -13,6 +13,7 @@
 // outside its journaled calls.
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { join } from 'node:path';
+import type { Clock } from '../common/clock';
 import { Journal, type JournalCall, type JournalStreamCall } from '../engine/journal';
 
 /** A day, ms: how far `Date.now` moves between two runs of a check. */
@@ -128,12 +129,30 @@ type Answer =
 
 type Run = Journal['run'];
 type Stream = Journal['stream'];
+type Factory = (call: JournalStreamCall) => AsyncIterable<unknown> | Iterable<unknown>;
+
+/** A value as a check's message shows it: its JSON, cut; what JSON cannot show, described. */
+function shown(value: unknown): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch {
+    text = undefined;
+  }
+  if (text === undefined) return typeof value;
+  return text.length > 200 ? `${text.slice(0, 200)}...` : text;
+}
 
 /**
  * The bodies of journaled calls during a check (see the file's comment): the crash-free run's answers recorded by
  * place (`record`), then given to the runs with a crash (`replay`). `appended` is told each event's entry id as the
  * run appends it (a session's place is its key and the index of the event that opened it: entry ids differ
  * between runs).
+ *
+ * A streamed answer pauses once, on the run's clock, after its first chunk (in every run, so that the runs keep
+ * one schedule up to their crash): the worker commits that chunk's record alone, so one crash point of the check
+ * falls in the middle of the answer. The replay after it calls the handler's factory with the recorded chunks, as
+ * a worker does: a factory that does not continue after them (`discontinued` says how) gives other outputs.
  */
 export class JournaledAnswers {
   mode: 'record' | 'replay' = 'record';
@@ -142,12 +161,23 @@ export class JournaledAnswers {
   #events = new Map<string, number>();
   #run: Run | null = null;
   #stream: Stream | null = null;
+  /** Waits for the run's worker to commit what it has queued (two steps of the run's clock); null: no run's clock. */
+  #turn: (() => Promise<void>) | null = null;
+  /** The first continuation of this run whose factory gave other chunks than the crash-free run's answer, or null. */
+  discontinued: string | null = null;
 
   /** A new run: its events' ids are its own. */
   begin(mode: 'record' | 'replay'): void {
     this.mode = mode;
     this.#events = new Map();
+    this.#turn = null;
+    this.discontinued = null;
   }
+
+  /** The run's clock, as it starts (`SimOptions.started`). */
+  readonly started = (clock: Pick<Clock, 'setImmediate'>): void => {
+    this.#turn = () => new Promise<void>((resolve) => clock.setImmediate(() => clock.setImmediate(resolve)));
+  };
 
   /** Event `index` (of key `key`) was appended at entry id `id`. */
   readonly appended = (index: number, key: string, id: string): void => {
@@ -169,16 +199,13 @@ export class JournaledAnswers {
     // eslint-disable-next-line @typescript-eslint/unbound-method
     const stream = (this.#stream = Journal.prototype.stream);
     const answered = (sid: string, call: JournalCall, body: (call: JournalCall) => unknown) => this.#body(sid, call, body);
-    const streamed = (
-      sid: string,
-      call: JournalStreamCall,
-      factory: (call: JournalStreamCall) => AsyncIterable<unknown> | Iterable<unknown>,
-    ) => this.#factory(sid, call, factory);
+    const streamed = (sid: string, name: string, call: JournalStreamCall, factory: Factory) =>
+      this.#factory(sid, name, call, factory);
     Journal.prototype.run = function (this: Journal, name, body, signal) {
       return run.call(this, name, (call: JournalCall) => answered(this.sid, call, body), signal);
     };
     Journal.prototype.stream = function (this: Journal, name, factory, signal) {
-      return stream.call(this, name, (call: JournalStreamCall) => streamed(this.sid, call, factory), signal);
+      return stream.call(this, name, (call: JournalStreamCall) => streamed(this.sid, name, call, factory), signal);
     };
   }
 
@@ -205,21 +232,23 @@ export class JournaledAnswers {
     }
   }
 
-  #factory(
-    sid: string,
-    call: JournalStreamCall,
-    factory: (call: JournalStreamCall) => AsyncIterable<unknown> | Iterable<unknown>,
-  ): AsyncIterable<unknown> | Iterable<unknown> {
+  #factory(sid: string, name: string, call: JournalStreamCall, factory: Factory): AsyncIterable<unknown> | Iterable<unknown> {
     const place = this.#place(sid, call.key);
     const known = this.mode === 'replay' ? this.#answers.get(place) : undefined;
     const from = call.chunks.length;
-    if (known?.kind === 'stream' && (known.end !== undefined || known.chunks.length > from)) {
+    // (Only a stream asked from its start pauses: a continuation is past its pause.)
+    const turn = from === 0 ? this.#turn : null;
+    if (known?.kind === 'stream' && from > 0) return this.#continued(name, call, factory, known);
+    if (known?.kind === 'stream' && (known.end !== undefined || known.chunks.length > 0)) {
       return (async function* () {
-        for (let i = from; i < known.chunks.length; i++) yield known.chunks[i];
+        for (let i = 0; i < known.chunks.length; i++) {
+          if (i === 1 && turn !== null) await turn();
+          yield known.chunks[i];
+        }
         if (known.end?.ok === false) throw known.end.error;
         if (known.end === undefined) {
           // (The crash-free run stopped taking the stream before its end: the rest from the factory, after them.)
-          yield* traced(factory({ ...call, chunks: [...call.chunks, ...known.chunks.slice(from)] }), null);
+          yield* traced(factory({ ...call, chunks: [...call.chunks, ...known.chunks] }), null, null);
         }
       })();
     }
@@ -231,17 +260,58 @@ export class JournaledAnswers {
     return traced(
       journaled.run(true, () => factory(call)),
       answer,
+      turn,
     );
+  }
+
+  /**
+   * A replay's stream given the chunks recorded before its crash (`call.chunks`): the handler's factory is called
+   * with them, as a worker calls it, and what it gives is compared with the rest of the crash-free run's answer
+   * (`known`), the first difference kept in `discontinued` for the report.
+   */
+  #continued(
+    name: string,
+    call: JournalStreamCall,
+    factory: Factory,
+    known: Extract<Answer, { kind: 'stream' }>,
+  ): AsyncIterable<unknown> | Iterable<unknown> {
+    const from = call.chunks.length;
+    const source = traced(
+      journaled.run(true, () => factory(call)),
+      null,
+      null,
+    );
+    if (source === null || typeof source !== 'object' || !(Symbol.asyncIterator in source)) return source;
+    const told = (what: string): void => {
+      this.discontinued ??=
+        `ctx.stream(${JSON.stringify(name)}) (its key ${JSON.stringify(call.key)}), given the first ${from} chunk(s) of its answer ` +
+        `after the crash, ${what}: its factory must continue that answer after \`chunks\` (pass them to the model). ` +
+        `Else readers get the head of one answer and then another, or, where the model cannot continue, a restart.`;
+    };
+    return (async function* () {
+      let i = from;
+      for await (const chunk of source) {
+        if (i < known.chunks.length && shown(chunk) !== shown(known.chunks[i]))
+          told(`gave ${shown(chunk)} as chunk ${i} where the crash-free run's answer had ${shown(known.chunks[i])}`);
+        else if (i >= known.chunks.length && known.end !== undefined)
+          told(`gave ${shown(chunk)} as chunk ${i}, past the crash-free run's ${known.chunks.length}`);
+        i++;
+        yield chunk;
+      }
+      if (i < known.chunks.length) told(`ended after ${i} chunks, where the crash-free run's answer had ${known.chunks.length}`);
+    })();
   }
 }
 
 /**
  * `source`, iterated inside the journaled context (what its chunks' production calls is journaled), each chunk and
- * its end recorded into `answer` if given. Not an iterable: as it is (the journal refuses it).
+ * its end recorded into `answer` if given; with `turn`, a pause on the run's clock before its second chunk is asked.
+ * Not an iterable: as it is (the journal refuses it).
  */
 function traced(
   source: AsyncIterable<unknown> | Iterable<unknown>,
   answer: Extract<Answer, { kind: 'stream' }> | null,
+  turn: (() => Promise<void>) | null,
 ): AsyncIterable<unknown> | Iterable<unknown> {
   if (source === null || typeof source !== 'object') return source;
   const isAsync = Symbol.asyncIterator in source;
@@ -251,8 +321,10 @@ function traced(
       const it: AsyncIterator<unknown> | Iterator<unknown> = journaled.run(true, () =>
         isAsync ? source[Symbol.asyncIterator]() : source[Symbol.iterator](),
       );
+      let asked = 0;
       return {
         async next(): Promise<IteratorResult<unknown>> {
+          if (asked++ === 1 && turn !== null) await turn();
           let r: IteratorResult<unknown>;
           try {
             r = await journaled.run(true, () => it.next());

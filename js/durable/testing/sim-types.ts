@@ -1,6 +1,7 @@
 // The simulation's options and results (simulator.ts runs it): what a test gives `simulate` and what it gets back.
 import type { Debounce } from '../../core/debounce';
 import type { StreamFn } from '../../types';
+import type { Clock } from '../common/clock';
 import type { Codec } from '../common/codec';
 import type { OutputItem } from '../common/outputs';
 import type { PartitionLeftovers } from '../memory/memory-store';
@@ -126,6 +127,8 @@ export interface SimOptions<I, O> {
   readonly record?: boolean;
   /** Told each event's entry id as the run appends it (`index` in `events`): `SimResult.ids`, as they come. */
   readonly appended?: (index: number, key: string, id: string) => void;
+  /** Told the run's shared clock as it starts: what waits on it (a check's stand-in model, between two chunks) is in the run. */
+  readonly started?: (clock: Pick<Clock, 'setImmediate'>) => void;
   /** Told each error a live process reports, as it reports it (after `errors` has it): the test worker's `onError`. */
   readonly reported?: (error: unknown) => void;
 }

@@ -654,6 +654,7 @@ export class Simulation<I, O> implements SimHost<I, O> {
 /** Runs the simulation of `options` to its end: every event handled and every session ended, or a violation. */
 export async function simulate<I, O>(options: SimOptions<I, O>): Promise<SimResult<O>> {
   const sim = new Simulation<I, O>(options);
+  options.started?.(sim.clock);
   const ids: string[] = new Array<string>(options.events.length);
   let appended = 0;
   options.events.forEach((e, i) => {
