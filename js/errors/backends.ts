@@ -28,6 +28,21 @@ function connectionCauseText(cause: unknown): string {
   return typeof name === 'string' && name !== '' ? name : 'an error with no message';
 }
 
+/**
+ * A connection to Postgres that node-postgres reports ended or unmade without a code of its own ("Connection
+ * terminated unexpectedly", a connect timeout): `cause` is its error. (One with a code, `ECONNREFUSED` or a
+ * SQLSTATE, is reported as it is.)
+ */
+export function postgresConnectionError(cause: unknown): Error & { code: 'ERR_VELO_POSTGRES_CONNECTION' } {
+  const message = (cause as { message?: unknown } | null)?.message;
+  return coded(
+    new Error(`A connection to Postgres failed: ${typeof message === 'string' && message !== '' ? message : String(cause)}`, {
+      cause,
+    }),
+    'ERR_VELO_POSTGRES_CONNECTION',
+  );
+}
+
 /** A `postgresLimiter` call not answered within `callTimeout` ms (`what`: the call). */
 export function postgresTimeoutError(ms: number, what: string): Error & { code: 'ERR_VELO_POSTGRES_TIMEOUT'; timeout: number } {
   return coded(new Error(`${what}: Postgres did not answer within callTimeout (${ms} ms)`), 'ERR_VELO_POSTGRES_TIMEOUT', {

@@ -323,6 +323,12 @@ export const ERROR_CODES = {
     action:
       'Check Redis and the network. Send the events again if a duplicate is acceptable; raise `callTimeout` if Redis is only slow.',
   },
+  ERR_VELO_POSTGRES_CONNECTION: {
+    class: '',
+    from: 'velo-stream/durable on Postgres (workers)',
+    when: 'A worker\'s connection to Postgres ended or could not be made, and node-postgres said so without a code of its own ("Connection terminated unexpectedly", a connect timeout): its error is the `cause`. One with a code (`ECONNREFUSED`, a SQLSTATE such as `57P01`) reaches `onError` as node-postgres made it. The worker retries, one report a second while Postgres is away.',
+    action: 'Check Postgres and the network; alert if it lasts.',
+  },
   ERR_VELO_POSTGRES_TIMEOUT: {
     class: '',
     from: 'velo-stream/durable on Postgres (workers, producers, readers, fleet limiters)',

@@ -1,5 +1,6 @@
 // Which errors of the user's pg.Pool are a lost or refused connection (the server restarting, a network cut), and
 // a call retried over them: the readers' reads, which are made again from the same positions.
+import { postgresConnectionError } from '../../errors';
 import { pause } from '../../watch-abort';
 
 /** Socket errors, and SQLSTATEs of a server shutting down or of a connection failure (class 08, 57P01-57P03). */
@@ -33,10 +34,19 @@ export function isConnectionError(error: unknown): boolean {
   if (e === null || typeof e !== 'object') return false;
   if (typeof e.code === 'string' && CODES.has(e.code)) return true;
   // (A postgresLimiter call cut short by its callTimeout: Postgres away, as a lost connection.)
-  if (e.code === 'ERR_VELO_POSTGRES_TIMEOUT') return true;
+  if (e.code === 'ERR_VELO_POSTGRES_TIMEOUT' || e.code === 'ERR_VELO_POSTGRES_CONNECTION') return true;
   // (Node's connect to "localhost" tries each address: an AggregateError of ECONNREFUSEDs.)
   if (Array.isArray(e.errors) && e.errors.length > 0 && e.errors.every(isConnectionError)) return true;
   return typeof e.message === 'string' && MESSAGES.test(e.message);
+}
+
+/**
+ * The error as a worker reports it to `onError`: a lost connection that node-postgres gave no code (its words only)
+ * as `ERR_VELO_POSTGRES_CONNECTION`, its error the `cause`; any other as it is.
+ */
+export function reportableError(error: unknown): unknown {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code !== 'string' && isConnectionError(error) ? postgresConnectionError(error) : error;
 }
 
 /** First and longest wait before a call retried after a lost connection, ms. */

@@ -12,7 +12,7 @@ import type { Migrate, Worker, SyncMigrate } from '../../durable/engine/worker-t
 import type { CommitEffects, WrittenOutput } from '../log/commit';
 import { CALL_TIMEOUT_MS } from '../log/gate';
 import { PgLog } from '../log/pg-log';
-import { isConnectionError } from './retry';
+import { isConnectionError, reportableError } from './retry';
 import { checkPoolSize, idOf, str } from '../log/sql';
 import { type PoolKey, type PostgresClient, type PostgresOptions, resolvePgOptions } from './options';
 
@@ -174,7 +174,7 @@ export function startPgWorker<I, O>(
       // (The tables made through the log's gate: bounded, and close() waits for them.)
       return new PreparedLog(log, () => o.prepare(log.gated));
     },
-    reportable: (error) => error,
+    reportable: reportableError,
     unreachable: isConnectionError,
     check: () => {},
   };
