@@ -130,7 +130,7 @@ test('a streamed answer is crashed in its middle: a factory that continues after
   );
   assert.equal(fixed.ok, false);
   assert.deepEqual(fixed.divergence.actual.slice(0, 5), [{ t: 'a' }, { t: 'a' }, { t: 'b' }, { t: 'c' }, { done: 1 }]);
-  assert.match(fixed.message, /gave "a" as chunk 1 where the crash-free run's answer had "b"/);
+  assert.match(fixed.message, /gave "a" as chunk 1 \(from 0\) where the crash-free run's answer had "b"/);
 
   // One that ends early after a continuation (it skips one chunk too many): named by its count.
   const short = await checkDeterminism(
@@ -141,7 +141,17 @@ test('a streamed answer is crashed in its middle: a factory that continues after
     EVENTS,
   );
   assert.equal(short.ok, false);
-  assert.match(short.message, /(ended after \d+ chunks|as chunk 1 where)/);
+  assert.match(short.message, /(ended after \d+ chunks|as chunk 1 \(from 0\) where)/);
+
+  // Answers of one chunk: the crash falls between the chunk and the stream's end, and the factory is asked to go on.
+  const singleModel = fakeModel({ tokens: [1, 1] });
+  const singleOk = streaming((_, prompt, chunks) => singleModel.stream(prompt, chunks));
+  const passedOne = await checkDeterminism(singleOk.fn, EVENTS);
+  assert.equal(passedOne.ok, true, passedOne.message);
+  assert.ok(singleOk.asked.continued >= 4, `continuations of one-chunk answers: ${singleOk.asked.continued}`);
+  const droppedOne = await checkDeterminism(streaming((_, prompt) => singleModel.stream(prompt)).fn, EVENTS);
+  assert.equal(droppedOne.ok, false);
+  assert.match(droppedOne.message, /^A crash after commit \d+ changed .* ctx\.stream\("model"\) .*given the first 1 chunk\(s\)/);
 });
 
 test('fetch() and crypto.randomUUID() outside a journaled call are named with where; inside one they pass', async () => {

@@ -661,7 +661,7 @@ export async function checkDeterminism<I = unknown, O = unknown>(
             `A crash after commit ${k} changed the outputs of the session of key ${JSON.stringify(key)} opened by event ${first}: ` +
             `${JSON.stringify(want)} crash-free, ${JSON.stringify(got)} with the crash. A handler must make the same outputs ` +
             `from the same events, its restored state and its timers (a restore goes on from its checkpoint's state at ` +
-            `the next event).${read}${continued}${realWaits()}`,
+            `the next event).${continued}${read}${realWaits()}`,
         };
       }
     }

@@ -241,10 +241,16 @@ export class JournaledAnswers {
     if (known?.kind === 'stream' && from > 0) return this.#continued(name, call, factory, known);
     if (known?.kind === 'stream' && (known.end !== undefined || known.chunks.length > 0)) {
       return (async function* () {
-        for (let i = 0; i < known.chunks.length; i++) {
+        // (Its pause where the crash-free run's was: before its second ask, for a chunk or for its end.)
+        const ask = async (i: number) => {
           if (i === 1 && turn !== null) await turn();
+        };
+        let i = 0;
+        for (; i < known.chunks.length; i++) {
+          await ask(i);
           yield known.chunks[i];
         }
+        await ask(i);
         if (known.end?.ok === false) throw known.end.error;
         if (known.end === undefined) {
           // (The crash-free run stopped taking the stream before its end: the rest from the factory, after them.)
@@ -292,9 +298,9 @@ export class JournaledAnswers {
       let i = from;
       for await (const chunk of source) {
         if (i < known.chunks.length && shown(chunk) !== shown(known.chunks[i]))
-          told(`gave ${shown(chunk)} as chunk ${i} where the crash-free run's answer had ${shown(known.chunks[i])}`);
+          told(`gave ${shown(chunk)} as chunk ${i} (from 0) where the crash-free run's answer had ${shown(known.chunks[i])}`);
         else if (i >= known.chunks.length && known.end !== undefined)
-          told(`gave ${shown(chunk)} as chunk ${i}, past the crash-free run's ${known.chunks.length}`);
+          told(`gave ${shown(chunk)} as chunk ${i} (from 0), past the crash-free run's ${known.chunks.length}`);
         i++;
         yield chunk;
       }
