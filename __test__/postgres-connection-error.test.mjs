@@ -1,55 +1,17 @@
-// A worker's connection to Postgres cut under it (a proxy that destroys its sockets, as a network cut or a killed
+// A worker's connection to Postgres cut under it (a proxy that closes its sockets, as a network cut or a killed
 // server process does): node-postgres says "Connection terminated unexpectedly" with no code, and the worker reports
-// it to onError as ERR_VELO_POSTGRES_CONNECTION, node-postgres' error as its cause; an error with a code of its own
-// (ECONNREFUSED while the proxy refuses) reaches onError as node-postgres made it. The worker goes on once the
-// proxy lets it through again, every output once.
+// it to onError as ERR_VELO_POSTGRES_CONNECTION, node-postgres' error as its cause. The worker goes on once the proxy
+// forwards again, every output once. An error with a code of its own (ECONNREFUSED: a pool of a port nothing
+// listens on) reaches onError as node-postgres made it.
 import { test } from 'node:test';
+import pg from 'pg';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { sessionOutputs, sessionProducer, sessionWorker } from 'velo-stream/durable';
 import { streamFn } from 'velo-stream';
 import { startPostgres } from './helpers/postgres-server.mjs';
 import { until } from './helpers/resume.mjs';
-
-/** A TCP proxy to `port`: `cut()` destroys every connection through it; `refuse(on)` closes the listener. */
-async function proxyTo(port) {
-  const sockets = new Set();
-  const listen = () =>
-    new Promise((resolve) => {
-      const server = net.createServer((client) => {
-        const upstream = net.connect(port, '127.0.0.1');
-        for (const s of [client, upstream]) {
-          sockets.add(s);
-          s.on('error', () => {});
-          s.on('close', () => sockets.delete(s));
-        }
-        client.pipe(upstream).pipe(client);
-      });
-      server.listen(at, '127.0.0.1', () => resolve(server));
-    });
-  let at = 0;
-  let server = await listen();
-  at = server.address().port;
-  return {
-    port: at,
-    cut() {
-      for (const s of sockets) s.destroy();
-    },
-    /** Closes the listener and cuts what went through it (on), or listens again on the same port. */
-    async refuse(on) {
-      if (!on) server = await listen();
-      else {
-        const closed = new Promise((resolve) => server.close(resolve));
-        for (const s of sockets) s.destroy();
-        await closed;
-      }
-    },
-    async close() {
-      for (const s of sockets) s.destroy();
-      if (server.listening) await new Promise((resolve) => server.close(resolve));
-    },
-  };
-}
+import { startProxy } from './helpers/tcp-proxy.mjs';
+import { freePort } from './helpers/free-port.mjs';
 
 const count = streamFn(
   async function* (events) {
@@ -59,9 +21,9 @@ const count = streamFn(
   { idleTimeout: 60_000 },
 );
 
-test('a cut connection reaches onError as ERR_VELO_POSTGRES_CONNECTION with its cause; a refused one as ECONNREFUSED', async () => {
+test('a cut connection reaches onError as ERR_VELO_POSTGRES_CONNECTION with its cause, and the worker goes on', async () => {
   const server = await startPostgres();
-  const proxy = await proxyTo(server.port);
+  const proxy = await startProxy(server.port);
   const direct = server.pool({ max: 4 });
   const cutPool = server.pool({ max: 6, port: proxy.port });
   cutPool.on('error', () => {});
@@ -90,6 +52,7 @@ test('a cut connection reaches onError as ERR_VELO_POSTGRES_CONNECTION with its 
     for (let i = 0; i < 50 && !errors.some((e) => e.code === 'ERR_VELO_POSTGRES_CONNECTION'); i++) {
       proxy.cut();
       await new Promise((resolve) => setTimeout(resolve, 200));
+      proxy.heal();
     }
     const cut = errors.find((e) => e.code === 'ERR_VELO_POSTGRES_CONNECTION');
     assert.ok(cut, `the cut reported with its code: ${errors.map((e) => `${e.code}: ${e.message}`).join('; ')}`);
@@ -103,11 +66,6 @@ test('a cut connection reaches onError as ERR_VELO_POSTGRES_CONNECTION with its 
         'string',
         `${e.message} has a code (${errors.map((x) => `${x.code}: ${x.message}`).join('; ')})`,
       );
-    // Refused while the proxy is down: ECONNREFUSED as node-postgres made it.
-    const before = errors.length;
-    await proxy.refuse(true);
-    await until(() => errors.slice(before).some((e) => e.code === 'ECONNREFUSED'), 'a refused connection reported');
-    await proxy.refuse(false);
     for (let i = 0; i < 4; i++) await producer.send(`k${i}`, i + 10);
     await until(() => got.length >= 8, 'the outputs after the cuts');
     reading.abort();
@@ -117,9 +75,29 @@ test('a cut connection reaches onError as ERR_VELO_POSTGRES_CONNECTION with its 
     assert.equal(seen.size, got.length, 'each output once');
   } finally {
     await worker.close();
-    await proxy.close();
+    await proxy.stop();
     await cutPool.end();
     await direct.end();
     await server.stop();
+  }
+});
+
+test('a refused connection reaches onError as node-postgres made it (ECONNREFUSED)', async () => {
+  const dead = new pg.Pool({ host: '127.0.0.1', port: await freePort(), user: 'velo', database: 'postgres', max: 2 });
+  dead.on('error', () => {});
+  const errors = [];
+  const worker = sessionWorker(count, {
+    client: dead,
+    schema: 'velo_refused',
+    name: 'refused',
+    partitions: 1,
+    onError: (e) => errors.push(e),
+  });
+  try {
+    await until(() => errors.length > 0, 'a failure reported');
+    assert.equal(errors[0].code, 'ECONNREFUSED', `${errors[0].code}: ${errors[0].message}`);
+  } finally {
+    await worker.close();
+    await dead.end();
   }
 });
