@@ -108,6 +108,8 @@ const SEEDS = [
   // Calls stalled until their bound cuts them, applied at once, part way or never (sim-cut.test.mjs).
   [{ cut: true }, range(1, 4)],
   [{ cut: true, versions: true, journal: true, answers: true }, range(1, 3)],
+  // A pipe as the session's function (sim-pipe.test.mjs): in 48 and 50 its sessions end by their idle ends' ticks.
+  [{ pipe: true }, [...range(1, 3), 48, 50]],
 ];
 
 /** What a flag set's seeds must have replayed (`tallyOf` of sim-on-postgres.mjs): the parts of the log it is there for. */

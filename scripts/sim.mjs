@@ -9,6 +9,8 @@
 // seed's faulty run with its processes' clocks skewed from the log's and drifting (`clockSkewFor`). `--pool-order`
 // applies some of each process's calls late, after calls made since, as Postgres' pool commits (`poolOrderFor`).
 // `--cut` stalls some of each process's calls until the caller's `callTimeout` cuts them (`cutFor`).
+// `--pipe` runs the scripted handler as the first stage of a pipe (a stream without the session's hooks: its
+// events make outputs and ends only, no timers, checkpoints or calls).
 // `--journal` adds keys whose events make journaled calls to services that answer differently on every call
 // (`journalChecks`; without `--versions`, some leave a call running that answers after their session; with `--markers`,
 // each answer begins with a start output made before its calls). `--wide` runs six partitions with keys whose events come at the same times (a process commits
@@ -47,6 +49,7 @@ const { values } = parseArgs({
     wide: { type: 'boolean', default: false },
     effects: { type: 'boolean', default: false },
     postgres: { type: 'boolean', default: false },
+    pipe: { type: 'boolean', default: false },
   },
 });
 const only = values.only.split(',');
@@ -78,6 +81,7 @@ const seedFlags = {
   journal,
   markers: values.markers,
   wide: values.wide,
+  pipe: values.pipe,
 };
 
 if (values.postgres) {

@@ -33,9 +33,10 @@ export const replayCommand = (
     journal = false,
     markers = false,
     wide = false,
+    pipe = false,
   } = {},
 ) =>
-  `node scripts/sim.mjs --seed ${seed} --trace --shrink${only.length === FAULT_KINDS.length ? '' : ` --only ${only.join(',')}`}${permits ? ' --permits' : ''}${versions ? ' --versions' : ''}${debounce ? ' --debounce' : ''}${keyState ? ' --key-state' : ''}${hostileMigrate ? ' --hostile-migrate' : ''}${releaseDebounce ? ' --release-debounce' : ''}${clockSkew ? ' --clock-skew' : ''}${poolOrder ? ' --pool-order' : ''}${cut ? ' --cut' : ''}${answers ? ' --answers' : ''}${journal ? ' --journal' : ''}${markers ? ' --markers' : ''}${wide ? ' --wide' : ''}`;
+  `node scripts/sim.mjs --seed ${seed} --trace --shrink${only.length === FAULT_KINDS.length ? '' : ` --only ${only.join(',')}`}${permits ? ' --permits' : ''}${versions ? ' --versions' : ''}${debounce ? ' --debounce' : ''}${keyState ? ' --key-state' : ''}${hostileMigrate ? ' --hostile-migrate' : ''}${releaseDebounce ? ' --release-debounce' : ''}${clockSkew ? ' --clock-skew' : ''}${poolOrder ? ' --pool-order' : ''}${cut ? ' --cut' : ''}${answers ? ' --answers' : ''}${journal ? ' --journal' : ''}${markers ? ' --markers' : ''}${wide ? ' --wide' : ''}${pipe ? ' --pipe' : ''}`;
 
 /** The `keyState` of a seed's runs with key state: kept a day (far past any run). */
 export const KEY_STATE = { retention: 86_400_000 };
@@ -368,6 +369,21 @@ export function scenario(seed) {
   return { events, idleTimeout: idle, maxConcurrent, limits, faults };
 }
 
+/** A pipe's last stage (`--pipe`): each output of the stage before it, as it is. */
+const passOn = streamFn(async function* passOn(outputs) {
+  for await (const o of outputs) yield o;
+});
+
+/** Scenario `s` for a pipe (`--pipe`): its reactions keep what a stage without hooks can do, outputs and ends. */
+function pipeScenario(s) {
+  s.pipe = true;
+  for (const e of s.events) {
+    delete e.event.timers;
+    delete e.event.cancel;
+    delete e.event.checkpoint;
+  }
+}
+
 /** The versions a release runs: its own and those it carries (none: `[undefined]`, the handler's own default). */
 const runsOf = (release) => (release === undefined ? undefined : [release.version, ...(release.carries ?? [])]);
 
@@ -531,6 +547,7 @@ function modelled(s, result) {
   const expected = model({
     log,
     limits: {
+      stage: s.pipe === true,
       idleTimeout: s.idleTimeout,
       maxSessionAge,
       maxSessionEvents,
@@ -672,10 +689,14 @@ export async function runSeed(
     journal = false,
     markers = false,
     wide = false,
+    pipe = false,
     record = false,
   } = {},
 ) {
   const s = scenario(seed);
+  // --pipe: the session's function is the scripted handler piped into a stage that passes its outputs on, a stream
+  // without the session's hooks (no timers, checkpoints or calls: its reactions keep their outputs and ends only).
+  if (pipe) pipeScenario(s);
   // (Drawn before `only` applies: the faulty run's clocks and late applies, faults of no kind `only` names.)
   if (clockSkew) Object.assign(s.faults, clockSkewFor(seed));
   if (poolOrder) Object.assign(s.faults, poolOrderFor(seed));
@@ -837,12 +858,13 @@ export async function runScenario(seed, s, { trace, slow = true, permits, record
       fn: (delay, now, version) => {
         // (One recorder per run: every process of the calm run shares it.)
         if (!delays) lags ??= timerLags(now, CALM_LATE_MS);
-        return scripted(
+        const fn = scripted(
           delays ? delay : () => Promise.resolve(),
           s,
           delays ? undefined : lags.took,
           s.versions === undefined ? undefined : version,
         );
+        return s.pipe === true ? fn.pipe(passOn) : fn;
       },
       ...(s.versions === undefined
         ? {}

@@ -26,7 +26,8 @@
 //   `ERR_VELO_TOO_MANY_TIMERS` and makes no timer while the session has `maxSessionTimers` pending timers (made,
 //   not taken, not replaced, not cancelled). `ctx.cancelTimer(key)` removes the pending timer of that key (true),
 //   or finds none (false).
-// - `ctx.entry` is the input taken last: an entry's `{ id, time: its id's ms }`, a timer's `{ id: 't<n>', time: due }`.
+// - `ctx.entry` is the input taken last: an entry's `{ id, time: its id's ms }`, a timer's `{ id: 't<n>', time: due }`;
+//   undefined in a pipe's stage (`limits.stage`: a stream without the session's hooks, run as its function).
 // - A checkpoint changes nothing visible: it is the walk's state at a take, and a restore continues the same walk
 //   (same inputs, same ends, outputs numbered on). So the model ignores checkpoints, except with `limits.keyState`:
 //   then a key's session starts from the last checkpoint of its previous session (with none, from the state that one
@@ -77,7 +78,15 @@ const DEBOUNCE = 'velo.debounce';
 function walk(
   key,
   entries,
-  { idleTimeout, maxSessionAge = 0, maxSessionEvents = 0, maxSessionTimers = 1000, keyState = false, debounce: debounceOf = null },
+  {
+    idleTimeout,
+    maxSessionAge = 0,
+    maxSessionEvents = 0,
+    maxSessionTimers = 1000,
+    keyState = false,
+    debounce: debounceOf = null,
+    stage = false,
+  },
   until,
 ) {
   const sessions = [];
@@ -105,8 +114,9 @@ function walk(
     let made = 0;
     let lastTaken;
     const ctx = {
+      // (A pipe's stage has no `ctx.entry`: its stream has none of the session's hooks.)
       get entry() {
-        return lastTaken;
+        return stage ? undefined : lastTaken;
       },
       wakeAt(due, payload, { key } = {}) {
         if (maxSessionAge > 0 && Math.ceil(due) > start + maxSessionAge)

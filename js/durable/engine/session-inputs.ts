@@ -245,6 +245,9 @@ export class SessionInputs<I, O> {
       }
       if (pushed !== undefined) return pushed.then(() => this.wake(s));
     }
+    // (A stream without hooks never says it waits: each time it is given its entries, it begins to wait again, so
+    // that its idle end, moved by what it took, has its tick.)
+    if (!attached && s.waiting && !s.ended && !s.failed) this.#begins(s);
     // (A stepped session's entries stay outside: each is given with its step's permits.)
     if (!attached || s.waiting || s.ended || s.stepped) return undefined;
     // Running again: entries delivered while it waited go into its stream, in order, up to one that cannot be decoded.

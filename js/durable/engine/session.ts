@@ -1,6 +1,6 @@
 // One live session of a partition: a key's run of events through one instance of the function.
 import type { Journal, JournalCall, JournalStreamCall } from './journal';
-import { type CallSignal, type SessionHooks, type StreamKind, kTaken } from '../../core/protocol';
+import { type CallSignal, type SessionHooks, type StreamKind, kTaken, kTakenEnd } from '../../core/protocol';
 import { tagStream } from '../../core/stream-list';
 import { cutText, readString, textOf } from '../../text';
 import { type Codec, encodeChecked } from '../common/codec';
@@ -663,7 +663,15 @@ export class Session<I, O> implements CheckpointsOwner {
  * entry it keeps (`acks`, markers aside), which is also a new session's first entry when its handler took none.
  */
 export function sessionEnd(s: Session<never, unknown>, acks: readonly string[]): SessionEnd {
-  const reason = s.endedBy ?? (s.stop?.kind === 'decode' ? 'decode' : s.failed ? 'throw' : 'return');
+  let reason: SessionEnd['reason'] = s.endedBy ?? (s.stop?.kind === 'decode' ? 'decode' : s.failed ? 'throw' : 'return');
+  // A stream without hooks (a pipe's) is given its entries as they come, so the rule may end its input (idle, or a
+  // cap) before its handler took the last of them (a replay past that end): an end its handler made itself, a throw
+  // or a return before it was told of the input's end, is the session's then, as in a run that gave it the entries
+  // in time.
+  if (s.endedBy !== undefined && s.checkpoints?.attached !== true) {
+    if (s.failed) reason = 'throw';
+    else if (!s.stream[kTakenEnd]()) reason = 'return';
+  }
   let last = s.checkpoints?.lastInput;
   for (let i = acks.length - 1; last === undefined && i >= 0; i--) if (s.markers?.has(acks[i]) !== true) last = acks[i];
   return { reason, last: last ?? '' };
