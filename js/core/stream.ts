@@ -172,6 +172,9 @@ const kReport = Symbol('velo.reportHandoffs');
 let reportScheduled = false;
 
 function reportLater(stream: HandlerStream<unknown, unknown>): void {
+  // (A run that never yields to the event loop, a loop of awaited `run()`s, would pile up streams here: past 256,
+  // they are reported at once.)
+  if (unreported.length >= 256) reportHandoffs();
   unreported.push(stream);
   if (reportScheduled) return;
   reportScheduled = true;
@@ -253,6 +256,9 @@ const kTellLent = Symbol('velo.tellLent');
 let lentScheduled = false;
 
 function tellLater(stream: HandlerStream<unknown, unknown>): void {
+  // (A run that only awaits promises never reaches the ticks' processing: past 256 streams, they are told at once,
+  // a time no earlier than their takes.)
+  if (lentToTell.length >= 256) tellNow();
   lentToTell.push(stream);
   if (lentScheduled) return;
   lentScheduled = true;
@@ -261,6 +267,10 @@ function tellLater(stream: HandlerStream<unknown, unknown>): void {
 
 function tellLent(): void {
   lentScheduled = false;
+  tellNow();
+}
+
+function tellNow(): void {
   for (let i = 0; i < lentToTell.length; i++) lentToTell[i][kTellLent]();
   lentToTell.length = 0;
 }
@@ -314,12 +324,32 @@ function recheckOnTurn(): void {
 /** Streams whose batch readers are served on the next turn of the event loop (one immediate for all of them). */
 let toWake: HandlerStream<unknown, unknown>[] = [];
 const kWake = Symbol('velo.wake');
+const kWakeNeeded = Symbol('velo.wakeNeeded');
+
+/**
+ * Past this many streams listed, those whose wake would serve no one (their handler done, no reader or settle
+ * waiter left) are taken off: a run that never yields to the event loop (a loop of awaited `run()`s) lists a
+ * stream per run. Doubled while most listed still wait, so that each listing costs one look at most, amortized.
+ */
+let wakeSweepAt = 256;
 
 function wakeLater(stream: HandlerStream<unknown, unknown>): void {
-  if (toWake.push(stream) === 1) onNextTurn(wakeOnTurn);
+  if (toWake.length >= wakeSweepAt) {
+    let kept = 0;
+    for (let i = 0; i < toWake.length; i++) if (toWake[i][kWakeNeeded]()) toWake[kept++] = toWake[i];
+    toWake.length = kept;
+    wakeSweepAt = Math.max(256, 2 * kept);
+  }
+  toWake.push(stream);
+  if (wakeScheduled) return;
+  wakeScheduled = true;
+  onNextTurn(wakeOnTurn);
 }
 
+let wakeScheduled = false;
+
 function wakeOnTurn(): void {
+  wakeScheduled = false;
   const streams = toWake;
   toWake = [];
   for (let i = 0; i < streams.length; i++) streams[i][kWake]();
@@ -2020,6 +2050,17 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
   }
 
   /** The next turn of the event loop has come (see `wakeLater`). */
+  /** Whether its scheduled wake would serve anyone; if not, it is unscheduled (taken off `toWake` by the caller). */
+  [kWakeNeeded](): boolean {
+    if (
+      (this.#state & S.WAKE_SCHEDULED) !== 0 &&
+      ((this.#state & S.HANDLER_DONE) === 0 || this.#reader !== null || this.#settleWaiters !== null)
+    )
+      return true;
+    this.#state &= ~S.WAKE_SCHEDULED;
+    return false;
+  }
+
   [kWake](): void {
     if ((this.#state & S.WAKE_SCHEDULED) === 0) return;
     this.#state &= ~S.WAKE_SCHEDULED;
