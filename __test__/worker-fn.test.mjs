@@ -422,11 +422,37 @@ test("a handler's error reaches the caller with its class name, message, stack a
     .catch((e) => e);
   assert.ok(range instanceof RangeError);
   assert.equal(range.message, 'out of range');
-  const str = await handlers('failing')
-    .run(['string'])
-    .catch((e) => e);
-  assert.match(str.message, /just a string/);
   assert.equal(fn.stats().failed, 1);
+});
+
+test('what a worker handler throws arrives as in-process: a value as its clone, causes and aggregated errors rebuilt', async () => {
+  const thrown = async (event) =>
+    handlers('failing')
+      .run([event])
+      .then(
+        () => assert.fail('no error'),
+        (e) => e,
+      );
+  // A thrown value that is not an error is its clone, as the same handler in-process would throw it.
+  assert.equal(await thrown('string'), 'just a string');
+  assert.deepEqual(await thrown('object'), { code: 'E_PLAIN', message: 'a plain object', at: [1, 2] });
+  // One the clone algorithm refuses: a DataCloneError that says what was thrown.
+  const fn = await thrown('function');
+  assert.equal(fn.name, 'DataCloneError');
+  assert.equal(fn.code, 'ERR_VELO_DATA_CLONE');
+  assert.match(fn.message, /a function/);
+  const aggregate = await thrown('aggregate');
+  assert.ok(aggregate instanceof AggregateError);
+  assert.equal(aggregate.message, 'both failed');
+  assert.equal(aggregate.errors.length, 2);
+  assert.equal(aggregate.errors[0].name, 'QuotaError');
+  assert.equal(aggregate.errors[0].code, 'E_QUOTA');
+  assert.ok(aggregate.errors[1] instanceof RangeError);
+  const caused = await thrown('cause');
+  assert.equal(caused.message, 'outer');
+  assert.ok(caused.cause instanceof TypeError);
+  assert.equal(caused.cause.message, 'inner');
+  assert.equal(caused.cause.code, 'E_INNER');
 });
 
 test('a value the clone format refuses fails the stream with a DataCloneError, input or output', async () => {

@@ -12,9 +12,11 @@
 //   serialization: it travels beside it (`attached`), copied once by the core
 //   into memory the receiver then uses in place. Smaller ones are copied
 //   into the serialization, and the receiver's views point into it.
-// - A handler's error crosses as a record (class name, message, stack, code)
-//   the caller rebuilds: the clone format keeps neither a custom class's name
-//   nor `code`.
+// - A handler's error crosses as a record (class name, message, stack, code,
+//   and an AggregateError's errors and a cause, as records too) the caller
+//   rebuilds: the clone format keeps neither a custom class's name nor `code`.
+//   A thrown value that is not an error crosses as its clone, when the
+//   algorithm takes it.
 // - Where `node:v8` has `serialize` but no working `DefaultSerializer` (Bun),
 //   a batch is `v8.serialize` of its values (the runtime's structured clone,
 //   which keeps Buffers as Buffers) after a walk over them that finds what the
@@ -39,7 +41,17 @@ export interface ThrownRecord {
   message: string;
   stack: string | undefined;
   code: unknown;
+  /** A thrown non-error that the clone algorithm takes (`className` null): rebuilt as its clone. */
+  value?: unknown;
+  /** The error's `cause`, if it has one. */
+  cause?: ThrownRecord;
+  /** An AggregateError's `errors` (at most `MAX_ERRORS`). */
+  errors?: ThrownRecord[];
 }
+
+/** How deep causes and aggregated errors are carried, and how many errors of an AggregateError. */
+const MAX_DEPTH = 8;
+const MAX_ERRORS = 1000;
 
 /** Byte arrays at least this long travel beside the serialization. */
 const ATTACH_MIN = 64 * 1024;
@@ -358,31 +370,53 @@ export function encodeThrown(error: unknown): Encoded {
 }
 
 /** `error` as a record the other thread rebuilds (`rebuildThrown`). */
-export function thrownRecord(error: unknown): ThrownRecord {
-  let record: ThrownRecord;
+export function thrownRecord(error: unknown, depth = 0): ThrownRecord {
   // The value is the application's, maybe hostile (a revoked Proxy, getters that throw): what cannot be read is left out.
-  if (isError(error)) {
-    const className = readString(() => (error as { constructor?: { name?: unknown } }).constructor?.name);
-    record = {
-      thrown: true,
-      className: className ?? 'Error',
-      name: readString(() => error.name) ?? 'Error',
-      message: readString(() => error.message) ?? 'an error whose message cannot be read',
-      stack: readString(() => error.stack),
-      code: readCloneable(() => (error as { code?: unknown }).code),
-    };
-  } else {
-    record = { thrown: true, className: null, name: 'Error', message: describeThrown(error), stack: undefined, code: undefined };
+  if (!isError(error)) {
+    if (clones(error))
+      return { thrown: true, className: null, name: 'Error', message: '', stack: undefined, code: undefined, value: error };
+    // (A function, a symbol, a Proxy: the caller gets a DataCloneError saying what was thrown.)
+    const refused = `${describeThrown(error)} (the structured clone algorithm refuses it)`;
+    return thrownRecord(dataCloneError(new DOMException(refused, 'DataCloneError')), depth);
+  }
+  const className = readString(() => (error as { constructor?: { name?: unknown } }).constructor?.name);
+  const record: ThrownRecord = {
+    thrown: true,
+    className: className ?? 'Error',
+    name: readString(() => error.name) ?? 'Error',
+    message: readString(() => error.message) ?? 'an error whose message cannot be read',
+    stack: readString(() => error.stack),
+    code: readCloneable(() => (error as { code?: unknown }).code),
+  };
+  if (depth >= MAX_DEPTH) return record;
+  try {
+    if ('cause' in error) record.cause = thrownRecord(error.cause, depth + 1);
+    const errors = error instanceof AggregateError ? (error.errors as unknown) : undefined;
+    if (Array.isArray(errors)) record.errors = errors.slice(0, MAX_ERRORS).map((e: unknown) => thrownRecord(e, depth + 1));
+  } catch {
+    // (A getter that throws, a revoked Proxy: left out.)
   }
   return record;
+}
+
+/** Whether the structured clone algorithm takes `value` (a thrown string, number, plain object...). */
+function clones(value: unknown): boolean {
+  try {
+    structuredClone(value);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**
  * The caller's copy of a handler's error: a built-in error class is rebuilt
  * as itself; any other class as an `Error` whose `name` is the class's name.
- * Message, stack and `code` are the thrower's.
+ * Message, stack, `code`, `cause` and an AggregateError's `errors` are the
+ * thrower's. A thrown non-error comes back as its clone, when it had one.
  */
-export function rebuildThrown(record: ThrownRecord): Error {
+export function rebuildThrown(record: ThrownRecord): unknown {
+  if (record.className === null && 'value' in record) return record.value;
   if (record.className === 'DOMException') {
     // A DataCloneError, AbortError...: rebuilt as what `postMessage` or an abort would throw here.
     const error = new DOMException(record.message, record.name);
@@ -393,9 +427,14 @@ export function rebuildThrown(record: ThrownRecord): Error {
       Object.defineProperty(error, 'code', { value: record.code, enumerable: true, configurable: true });
     return error;
   }
-  const Ctor = builtInErrorClass(record.className);
-  const error = new Ctor(record.message) as Error & { code?: unknown };
-  if (Ctor === Error && record.className !== null && record.className !== 'Error') {
+  const options = record.cause === undefined ? undefined : { cause: rebuildThrown(record.cause) };
+  const error = (
+    record.className === 'AggregateError'
+      ? new AggregateError((record.errors ?? []).map(rebuildThrown), record.message, options)
+      : new (builtInErrorClass(record.className))(record.message, options)
+  ) as Error & { code?: unknown };
+  const builtIn = record.className === 'AggregateError' || builtInErrorClass(record.className) !== Error;
+  if (!builtIn && record.className !== null && record.className !== 'Error') {
     Object.defineProperty(error, 'name', { value: record.className, configurable: true, writable: true });
   } else if (record.name !== error.name) {
     Object.defineProperty(error, 'name', { value: record.name, configurable: true, writable: true });
