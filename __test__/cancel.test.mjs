@@ -26,7 +26,7 @@ function tracked(extra = async () => {}) {
   return { fn, log };
 }
 
-test('cancel() frees the slot at once, aborts ctx.signal, ends the input so finally runs', async () => {
+test("cancel() frees the slot at once, aborts ctx.signal, fails the parked handler's read so only its finally runs", async () => {
   const { fn, log } = tracked();
   const s = fn.open();
   await s.send(1);
@@ -37,7 +37,51 @@ test('cancel() frees the slot at once, aborts ctx.signal, ends the input so fina
   assert.equal(fn.stats().cancelled, 1);
   assert.equal(s.state, 'cancelled');
   await done;
-  assert.deepEqual(log, ['start', 'got:1', 'abort:stop', 'input-ended', 'finally']);
+  // (Its code after the loop takes the input as whole: it does not run.)
+  assert.deepEqual(log, ['start', 'got:1', 'abort:stop', 'finally']);
+});
+
+test("a cancelled handler's read of its input throws StreamClosedError (cause: the reason), parked or read later, in a pipe too", async () => {
+  const caught = [];
+  const handler = (name) =>
+    async function* (events, ctx) {
+      try {
+        for await (const e of events) {
+          yield e;
+          // (One of them is busy with an await of its own at the cancel, and reads after it.)
+          if (name === 'busy') await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        caught.push(`${name}: ended`);
+      } catch (error) {
+        caught.push(`${name}: ${error.code} ${String(error.cause)} ${ctx.signal.aborted}`);
+        throw error;
+      }
+    };
+  for (const [name, reason] of [
+    ['parked', 'stop'],
+    ['busy', 'stop'],
+  ]) {
+    const fn = streamFn(handler(name));
+    const s = fn.open();
+    await s.send(1);
+    assert.equal(await s.recv(), 1);
+    await s.cancel(reason);
+    assert.equal(s.state, 'cancelled');
+    assert.deepEqual(fn.stats(), { open: 0, opened: 1, completed: 0, failed: 0, cancelled: 1, rejected: 0 });
+  }
+  const first = streamFn(handler('first'));
+  const last = streamFn(handler('last'));
+  const pipe = first.pipe(last).open();
+  await pipe.send(1);
+  assert.equal(await pipe.recv(), 1);
+  await pipe.cancel('gone');
+  assert.equal(pipe.state, 'cancelled');
+  assert.deepEqual(caught.sort(), [
+    'busy: ERR_VELO_STREAM_CLOSED stop true',
+    'first: ERR_VELO_STREAM_CLOSED gone true',
+    'last: ERR_VELO_STREAM_CLOSED gone true',
+    'parked: ERR_VELO_STREAM_CLOSED stop true',
+  ]);
 });
 
 test('pending and later sends reject; buffered events and outputs are dropped; reads finish', async () => {

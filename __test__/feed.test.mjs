@@ -497,18 +497,18 @@ test('a source whose iterator is not an object with a next() method fails run() 
   assert.equal(fn.stats().open, 0);
 });
 
-test('a source whose next() resolves to a non-object fails the feed with a TypeError, as for await would', async () => {
+test('a source whose next() resolves to a non-object fails the feed with a TypeError (ERR_INVALID_RETURN_VALUE), as for await would', async () => {
   const source = {
     [Symbol.asyncIterator]() {
       return { next: async () => 42 };
     },
   };
   const s = streamFn(echo).open();
-  await assert.rejects(collect(s.feed(source)), (error) => error instanceof TypeError && /not an object/.test(error.message));
+  await assert.rejects(collect(s.feed(source)), (error) => error instanceof TypeError && error.code === 'ERR_INVALID_RETURN_VALUE' && /not an object/.test(error.message));
   assert.equal(s.state, 'cancelled');
 });
 
-test('a sync source whose next() returns a non-object fails run() and feed() with a TypeError instead of sending forever', async () => {
+test('a sync source whose next() returns a non-object fails run() and feed() with a TypeError (ERR_INVALID_RETURN_VALUE) instead of sending forever', async () => {
   for (const bad of [5, null, undefined, 'x']) {
     for (const drive of ['run', 'feed', 'run, buffer full']) {
       let calls = 0;
@@ -528,7 +528,7 @@ test('a sync source whose next() returns a non-object fails run() and feed() wit
       const outcome = drive === 'feed' ? collect(fn.open().feed(source)) : fn.run(source);
       await assert.rejects(
         outcome,
-        (error) => error instanceof TypeError && /not an object/.test(error.message),
+        (error) => error instanceof TypeError && error.code === 'ERR_INVALID_RETURN_VALUE' && /not an object/.test(error.message),
         `${drive} ${String(bad)}`,
       );
       assert.ok(calls <= 4, `${drive} ${String(bad)}: next() called ${calls} times`);
@@ -577,7 +577,7 @@ test('cancelling a pipe destroys a Readable source its feed waits on', async () 
   assert.equal(source.destroyed, true);
 });
 
-test("a handler whose own iterator's next() answers what is not an object fails the stream with a TypeError, as for await would (run, recv)", async () => {
+test("a handler whose own iterator's next() answers what is not an object fails the stream with a TypeError (ERR_INVALID_RETURN_VALUE), as for await would (run, recv)", async () => {
   for (const bad of [5, 'x', null, undefined, Promise.resolve(5)]) {
     let calls = 0;
     const fn = streamFn(() => ({
@@ -591,7 +591,7 @@ test("a handler whose own iterator's next() answers what is not an object fails 
         };
       },
     }));
-    const notObject = (error) => error instanceof TypeError && /not an object/.test(error.message);
+    const notObject = (error) => error instanceof TypeError && error.code === 'ERR_INVALID_RETURN_VALUE' && /not an object/.test(error.message);
     await assert.rejects(fn.run([1]), notObject, `run ${String(bad)}`);
     const s = fn.open();
     await assert.rejects(s.recv(), notObject, `recv ${String(bad)}`);

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { constants as bufferConstants, isUtf8 } from 'node:buffer';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { streamFn } from 'velo-stream';
 import { RequestBodyError, RequestTooLargeError, ndjsonEvents, sendNdjson } from 'velo-stream/http';
 import { deadline, listen, rawExchange, recordWarnings } from './helpers/server.mjs';
@@ -257,7 +257,7 @@ test('a body destroyed before its end with no error of its own fails as a premat
   assert.deepEqual(events, [{ n: 1 }], 'the unfinished last line is not delivered');
 });
 
-test('options are checked at the call: RangeError ERR_OUT_OF_RANGE naming the field, TypeError for the rest', () => {
+test('options are checked at the call: RangeError ERR_OUT_OF_RANGE naming the field, TypeError for the rest', async () => {
   const body = () => Readable.from([]);
   for (const bad of [0, -1, 1.5, NaN, Infinity, -Infinity, '100', null, bufferConstants.MAX_STRING_LENGTH + 1]) {
     assert.throws(
@@ -281,10 +281,25 @@ test('options are checked at the call: RangeError ERR_OUT_OF_RANGE naming the fi
     () => ndjsonEvents(body(), 10),
     (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_TYPE',
   );
-  assert.throws(
-    () => ndjsonEvents(body(), []),
-    (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_TYPE',
+  for (const notOptions of [[], new Map([['maxLineBytes', 1]]), AbortSignal.abort()])
+    assert.throws(
+      () => ndjsonEvents(body(), notOptions),
+      (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_TYPE',
+      `options: ${Object.prototype.toString.call(notOptions)}`,
+    );
+  // A body something read before it (a body parser): its events would be missing, so it is refused at its first
+  // read, as a body too large is (a stream it feeds fails with the error; one never read frees as it would).
+  const read = new PassThrough();
+  read.end('{"n":1}\n{"n":2}\n');
+  assert.ok(read.read(8) !== null);
+  const echo = streamFn(async function* (events) {
+    for await (const e of events) yield e;
+  });
+  await assert.rejects(
+    echo.run(ndjsonEvents(read)),
+    (e) => e instanceof TypeError && e.code === 'ERR_INVALID_STATE' && /read before ndjsonEvents/.test(e.message),
   );
+  assert.equal(echo.stats().open, 0);
   assert.throws(
     () => ndjsonEvents('{"a":1}\n'),
     (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_TYPE',

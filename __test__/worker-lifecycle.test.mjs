@@ -46,23 +46,76 @@ async function until(done, ms, what) {
   }
 }
 
-test('close() cancels the open streams, refuses new ones with StreamClosedError, and resolves once its threads have exited', { skip: !linux && 'counts threads in /proc' }, async () => {
-  const base = threads();
-  const fn = workerFn(HANDLERS, { export: 'echo', threads: 2 });
-  assert.deepEqual(await fn.run([1, 2]), [1, 2]);
-  const open = fn.open();
-  await open.send('x');
-  assert.equal(await open.recv(), 'x');
-  assert.ok(threads() > base);
-  const derived = fn.withConfig({ buffer: 4 });
-  await fn.close();
-  assert.equal(open.state, 'cancelled');
-  assert.equal(threads(), base, 'every thread exited when close() resolved');
-  await assert.rejects(fn.run([1]), (e) => e instanceof StreamClosedError && /was closed/.test(e.message));
-  await assert.rejects(derived.run([1]), StreamClosedError, 'a function made by withConfig shares the closed threads');
-  await fn.close(); // again: nothing more to do
-  assert.equal(fn[Symbol.asyncDispose], fn.close);
-  assert.equal(fn.stats().open, 0);
+test(
+  'close() cancels the open streams, refuses new ones with StreamClosedError, and resolves once its threads have exited',
+  { skip: !linux && 'counts threads in /proc' },
+  async () => {
+    const base = threads();
+    const fn = workerFn(HANDLERS, { export: 'echo', threads: 2 });
+    assert.deepEqual(await fn.run([1, 2]), [1, 2]);
+    const open = fn.open();
+    await open.send('x');
+    assert.equal(await open.recv(), 'x');
+    assert.ok(threads() > base);
+    const derived = fn.withConfig({ buffer: 4 });
+    await fn.close();
+    assert.equal(open.state, 'cancelled');
+    assert.equal(threads(), base, 'every thread exited when close() resolved');
+    await assert.rejects(fn.run([1]), (e) => e instanceof StreamClosedError && /was closed/.test(e.message));
+    await assert.rejects(derived.run([1]), StreamClosedError, 'a function made by withConfig shares the closed threads');
+    await fn.close(); // again: nothing more to do
+    assert.equal(fn[Symbol.asyncDispose], fn.close);
+    assert.equal(fn.stats().open, 0);
+  },
+);
+
+test('close() cancels the pipes the function is a stage of: every stage stops, its finally runs, none takes the cut for the whole', async () => {
+  const { task } = await import('velo-stream');
+  for (const layout of ['worker|after', 'before|worker', 'before|worker|after', 'task|worker']) {
+    const fn = workerFn(HANDLERS, { export: 'echo', threads: 1 });
+    const seen = { before: [], after: [] };
+    const stage = (name) =>
+      streamFn(
+        async function* (events) {
+          try {
+            for await (const e of events) yield e;
+            seen[name].push('ended');
+            yield 'complete';
+          } catch (error) {
+            seen[name].push(error.code);
+            throw error;
+          } finally {
+            seen[name].push('finally');
+          }
+        },
+        { idleTimeout: 0, maxConcurrent: 1 },
+      );
+    const stages = layout
+      .split('|')
+      .map((name) => (name === 'worker' ? fn : name === 'task' ? task((x) => x, { idleTimeout: 0 }) : stage(name)));
+    const pipe = stages.slice(1).reduce((a, b) => a.pipe(b), stages[0]);
+    const s = pipe.open();
+    await s.send(1);
+    assert.equal(await s.recv(), 1, layout);
+    const reading = (async () => {
+      const rest = [];
+      for await (const out of s) rest.push(out);
+      return rest;
+    })();
+    await fn.close();
+    assert.deepEqual(await reading, [], `${layout}: nothing after the cut`);
+    assert.equal(s.state, 'cancelled', layout);
+    await s.cancel();
+    for (const name of ['before', 'after'])
+      if (layout.includes(name)) assert.deepEqual(seen[name], ['ERR_VELO_STREAM_CLOSED', 'finally'], `${layout}: ${name}`);
+    assert.deepEqual(
+      stages.map((st) => st.stats().open),
+      stages.map(() => 0),
+      `${layout}: every stage's slot free`,
+    );
+    assert.equal(pipe.stats().open, 0, layout);
+    assert.equal(pipe.stats().cancelled, 1, layout);
+  }
 });
 
 test("close() lets the cancelled handlers' finally blocks finish (an await in cleanup) before their thread exits", async () => {
@@ -98,23 +151,27 @@ test('close() terminates a thread whose handler never finishes, 5 s after the ca
   assert.equal(s.state, 'cancelled');
 });
 
-test('close() waits for a thread already stopping as idle whose handler never finishes (terminated 5 s after its stop began)', { skip: !linux && 'counts threads in /proc' }, async () => {
-  // The stream is cancelled, so its thread hosts nothing and stops as idle (threadIdleTimeout 0) while its handler
-  // is still parked. close() resolved at once before, with the thread still running.
-  const base = threads();
-  const fn = workerFn(HANDLERS, { export: 'parksLoudly', threads: 1, threadIdleTimeout: 0 });
-  const s = fn.open();
-  await s.send('park');
-  // Parked, not merely sent: a cancel that reached the handler before it parked would stop the thread at once.
-  assert.equal(await s.recv(), 'parking');
-  await sleep(100);
-  await s.cancel();
-  await sleep(100);
-  assert.ok(threads() > base, 'the thread is still there, stopping');
-  const closed = fn.close().then(() => 'closed');
-  assert.equal(await Promise.race([closed, sleep(30_000).then(() => 'close() still pending after 30 s')]), 'closed');
-  assert.equal(threads(), base, 'every thread exited when close() resolved');
-});
+test(
+  'close() waits for a thread already stopping as idle whose handler never finishes (terminated 5 s after its stop began)',
+  { skip: !linux && 'counts threads in /proc' },
+  async () => {
+    // The stream is cancelled, so its thread hosts nothing and stops as idle (threadIdleTimeout 0) while its handler
+    // is still parked. close() resolved at once before, with the thread still running.
+    const base = threads();
+    const fn = workerFn(HANDLERS, { export: 'parksLoudly', threads: 1, threadIdleTimeout: 0 });
+    const s = fn.open();
+    await s.send('park');
+    // Parked, not merely sent: a cancel that reached the handler before it parked would stop the thread at once.
+    assert.equal(await s.recv(), 'parking');
+    await sleep(100);
+    await s.cancel();
+    await sleep(100);
+    assert.ok(threads() > base, 'the thread is still there, stopping');
+    const closed = fn.close().then(() => 'closed');
+    assert.equal(await Promise.race([closed, sleep(30_000).then(() => 'close() still pending after 30 s')]), 'closed');
+    assert.equal(threads(), base, 'every thread exited when close() resolved');
+  },
+);
 
 test('Symbol.asyncDispose closes too', { skip: !linux && 'counts threads in /proc' }, async () => {
   const base = threads();
@@ -126,25 +183,29 @@ test('Symbol.asyncDispose closes too', { skip: !linux && 'counts threads in /pro
   await until(() => threads() <= base, 20_000, 'every thread of the function exited');
 });
 
-test('a thread that hosts no stream stops after threadIdleTimeout; the next stream starts a new one', { skip: !linux && 'counts threads in /proc' }, async () => {
-  const base = threads();
-  const fn = workerFn(HANDLERS, { export: 'echo', threads: 2, threadIdleTimeout: 50 });
-  assert.deepEqual(await fn.run([1]), [1]);
-  // A stream held open keeps its thread.
-  const s = fn.open();
-  await s.send(1);
-  assert.equal(await s.recv(), 1);
-  await sleep(200);
-  assert.ok(threads() > base, 'a thread hosting a stream stays');
-  s.end();
-  assert.deepEqual(await s.recv().catch((e) => e.code), 'ERR_VELO_STREAM_CLOSED');
-  await until(() => threads() === base, 20_000, 'idle threads stop');
-  assert.deepEqual(await fn.run([2]), [2]);
-  await fn.close();
-  // (Every thread of the function has exited once close() resolves; one the system is still tearing down may be
-  // listed a moment longer: a thread that stays fails this after 20 s.)
-  await until(() => threads() === base, 20_000, 'no thread left after close()');
-});
+test(
+  'a thread that hosts no stream stops after threadIdleTimeout; the next stream starts a new one',
+  { skip: !linux && 'counts threads in /proc' },
+  async () => {
+    const base = threads();
+    const fn = workerFn(HANDLERS, { export: 'echo', threads: 2, threadIdleTimeout: 50 });
+    assert.deepEqual(await fn.run([1]), [1]);
+    // A stream held open keeps its thread.
+    const s = fn.open();
+    await s.send(1);
+    assert.equal(await s.recv(), 1);
+    await sleep(200);
+    assert.ok(threads() > base, 'a thread hosting a stream stays');
+    s.end();
+    assert.deepEqual(await s.recv().catch((e) => e.code), 'ERR_VELO_STREAM_CLOSED');
+    await until(() => threads() === base, 20_000, 'idle threads stop');
+    assert.deepEqual(await fn.run([2]), [2]);
+    await fn.close();
+    // (Every thread of the function has exited once close() resolves; one the system is still tearing down may be
+    // listed a moment longer: a thread that stays fails this after 20 s.)
+    await until(() => threads() === base, 20_000, 'no thread left after close()');
+  },
+);
 
 test(
   'workerFns used once and dropped release their threads once collected (as Jest module copies and hot reload make them)',
@@ -171,7 +232,11 @@ test('threadIdleTimeout and loadTimeout are validated as the rest of the config'
     ['loadTimeout', 2 ** 31],
     ['loadTimeout', null],
   ]) {
-    assert.throws(() => workerFn(HANDLERS, { [key]: bad }), { code: 'ERR_OUT_OF_RANGE', message: new RegExp(`"${key}"`) }, `${key}: ${bad}`);
+    assert.throws(
+      () => workerFn(HANDLERS, { [key]: bad }),
+      { code: 'ERR_OUT_OF_RANGE', message: new RegExp(`"${key}"`) },
+      `${key}: ${bad}`,
+    );
   }
   assert.throws(() => workerFn(HANDLERS, { threadIdleTimout: 5 }), { code: 'ERR_INVALID_ARG_VALUE' });
 });
@@ -181,7 +246,10 @@ test('a module whose top-level await never settles, or whose load never ends, fa
     const fn = workerFn(module, { threads: 1, loadTimeout: 300 });
     const streams = [fn.run([1]), fn.run([2])];
     for (const r of streams) {
-      await assert.rejects(r, { code: 'ERR_VELO_WORKER_MODULE', message: /did not finish loading .* within 300 ms \(loadTimeout\)/ });
+      await assert.rejects(r, {
+        code: 'ERR_VELO_WORKER_MODULE',
+        message: /did not finish loading .* within 300 ms \(loadTimeout\)/,
+      });
     }
     // The next stream tries a new thread, and fails the same way.
     await assert.rejects(fn.run([3]), { code: 'ERR_VELO_WORKER_MODULE' });

@@ -38,6 +38,11 @@ export const kTimersPending = Symbol('velo.timersPending');
 export const kTrace = Symbol('velo.trace');
 /** Makes the stream a member of a pipe's keep-alive group (`last`: the stage the user reads). Registered: a pipe joins stages of other copies of the module. */
 export const kJoinAliveGroup = Symbol.for('velo-stream.joinAliveGroup');
+/**
+ * Calls `cancelled(reason)` when the stream is cancelled, at once (before any reader or handler learns of it): a
+ * pipe cancels itself when one of its stages is cancelled from outside it. Registered, as `kJoinAliveGroup`.
+ */
+export const kWatchCancel = Symbol.for('velo-stream.watchCancel');
 
 export const enum Emit {
   Emitted,

@@ -32,7 +32,7 @@ import {
 import type { StreamTrace } from '../tracing';
 import { AliveGroup } from './alive-group';
 import { type HandlerStream, kFailAtEnd, kFailure } from './stream';
-import { kJoinAliveGroup } from './body';
+import { kJoinAliveGroup, kWatchCancel } from './body';
 import { kPullable } from './pull';
 
 type Stage = HandlerStream<unknown, unknown>;
@@ -53,6 +53,8 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
   #cancelReason: { error: unknown } | undefined;
   #outcome: PipeOutcome | undefined;
   readonly #group = new AliveGroup();
+  /** The pipe is cancelling a stage itself (`#cancelStage`): that stage's cancel is not the pipe's. */
+  #cancelling = false;
 
   /**
    * `onOutcome` is told how the pipe ended as soon as that is known: at the
@@ -74,6 +76,13 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
     this.#signal = signal;
     // Only a read of the last stage keeps the process alive, not the links' reads of the stages before it.
     stages.forEach((stage, i) => stage[kJoinAliveGroup](this.#group, i === stages.length - 1));
+    // A stage cancelled from outside the pipe (its workerFn closed) cancels the pipe, before the next stage would
+    // take its cut outputs for the whole of them: every stage stops, and the pipe is 'cancelled', never 'done'.
+    for (const stage of stages)
+      if (typeof stage[kWatchCancel] === 'function')
+        stage[kWatchCancel]((reason) => {
+          if (!this.#cancelling) void this.cancel(reason);
+        });
     for (let i = 0; i + 1 < stages.length; i++) {
       // Stage errors are handled inside; anything else (a native call
       // failing) cancels the pipe with it rather than going unhandled.
@@ -100,7 +109,7 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
     try {
       if (!(await drainOutputs(from, (batch) => to[kSendAll](batch, false)))) {
         // The next stage reads no more: what this one makes has nowhere to go.
-        void from.cancel();
+        this.#cancelStage(from);
         return;
       }
     } catch (error) {
@@ -126,7 +135,7 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
     const outputs: AsyncIterableIterator<unknown> & { [kReadNow](): unknown } = {
       next: () => from[kRead](ReadKind.Iter) as Promise<IteratorResult<unknown>>,
       return: () => {
-        void from.cancel();
+        this.#cancelStage(from);
         return Promise.resolve({ value: undefined, done: true });
       },
       [kReadNow]: () => from[kReadNow](),
@@ -153,7 +162,7 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
     if (this.#failure !== undefined || this.#cancelled) return;
     this.#failure = { error };
     this.#decide();
-    for (let i = 0; i < at; i++) void this.#stages[i].cancel(error);
+    for (let i = 0; i < at; i++) this.#cancelStage(this.#stages[i], error);
     if (this.#stages[at] !== this.#tail) this.#tail[kFailAtEnd](error);
   }
 
@@ -276,8 +285,19 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
     if (this.#failure === undefined) this.#cancelled = this.#cancelled || this.#tail.state !== 'done';
     this.#cancelReason ??= { error: reason };
     this.#decide();
-    for (const stage of this.#stages) void stage.cancel(reason);
+    for (const stage of this.#stages) this.#cancelStage(stage, reason);
     return this.#finished;
+  }
+
+  /** Cancels a stage as part of the pipe's own work (not a cancel from outside: see `kWatchCancel`). */
+  #cancelStage(stage: Stage, reason?: unknown): void {
+    const was = this.#cancelling;
+    this.#cancelling = true;
+    try {
+      void stage.cancel(reason);
+    } finally {
+      this.#cancelling = was;
+    }
   }
 
   /** Settles when every stage's handler has finished (as a single stream's `kFinished`). */

@@ -1,5 +1,5 @@
 // Small rules about event sources, shared by the stream's sender and the pull (pull.ts).
-import { describe, invalidType } from '../errors';
+import { describe, invalidReturn, invalidType } from '../errors';
 import { kLeftCut } from './protocol';
 
 /**
@@ -128,7 +128,7 @@ export function checkedIterator<T>(it: T): T {
 /** An iterator's `next()` answer, refused unless it is an object (as `for...of` refuses it), so a bad source fails instead of sending `undefined` forever. */
 export function checkedResult<T>(r: IteratorResult<T>): IteratorResult<T> {
   if (typeof r !== 'object' || r === null) {
-    throw new TypeError(`Iterator result ${String(r)} is not an object (the source's next() must return { value, done })`);
+    throw invalidReturn(`Iterator result ${String(r)} is not an object (the source's next() must return { value, done })`);
   }
   return r;
 }

@@ -56,6 +56,8 @@ export class Extras<I, O> {
   group: AliveGroup | null = null;
   /** This stage is the pipe's last (configuration, set with `group`: not a flag of the state word). */
   groupLast = false;
+  /** Told at once when the stream is cancelled (`kWatchCancel`: its pipe). */
+  onCancel: ((reason: unknown) => void) | null = null;
   /** The source the handler pulls its events from directly, while one feeds it (see pull.ts). */
   pull: SourcePull<I> | null = null;
   /** Its reads are its owner's (`kOwnedReads`): they hold it for nothing while it waits for admission (set once). */

@@ -100,6 +100,7 @@ import {
   kInputLent,
   kTakeLent,
   kJoinAliveGroup,
+  kWatchCancel,
   kNextInput,
   kPollInput,
   kReleaseInput,
@@ -1201,7 +1202,9 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     }
     const r = this.#pollInput();
     if (r !== null)
-      return r.done === true && this.#x.stalled !== undefined ? Promise.reject(this.#x.stalled) : Promise.resolve(r);
+      return r.done === true && (this.#x.stalled !== undefined || this.#cancel !== undefined)
+        ? Promise.reject(this.#inputFailure())
+        : Promise.resolve(r);
     const pull = this.#x.pull;
     if (pull !== null) {
       // The handler asks again: the clock held while it worked runs from now.
@@ -1298,9 +1301,10 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     const r = this.#pollInput();
     if (r === null) return;
     this.#resolveInput = this.#inputPromise = null;
-    // A generator handler's input after its source stalled fails (a body's callback takes the end: `kStalled` reports it).
-    if (r.done === true && this.#x.stalled !== undefined && this.#x.body === null) {
-      (resolve as unknown as (r: Promise<never>) => void)(Promise.reject(this.#x.stalled));
+    // A generator handler's input after its source stalled, or once the stream is cancelled, fails: its code after
+    // the loop, which takes the input as whole, does not run (a body's callback takes the end: `kStalled` reports it).
+    if (r.done === true && this.#x.body === null && (this.#x.stalled !== undefined || this.#cancel !== undefined)) {
+      (resolve as unknown as (r: Promise<never>) => void)(Promise.reject(this.#inputFailure()));
       return;
     }
     resolve(r);
@@ -1573,7 +1577,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     try {
       // `for await` refuses what is not an object: so does the stream (else it would yield `undefined` forever).
       if (typeof r !== 'object' || r === null)
-        throw new TypeError(`Iterator result ${String(r)} is not an object (the handler's next() must return { value, done })`);
+        throw invalidReturn(`Iterator result ${String(r)} is not an object (the handler's next() must return { value, done })`);
       if (this.#output(r)) this.#step();
     } catch (error) {
       this.#handlerThrew(error);
@@ -1868,6 +1872,10 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     this.#more().ownedReads = true;
     if (this.#x.group !== null) this.#x.group.ownedReads();
     else this.#syncKeepAlive();
+  }
+
+  [kWatchCancel](cancelled: (reason: unknown) => void): void {
+    this.#more().onCancel = cancelled;
   }
 
   [kJoinAliveGroup](group: AliveGroup, last: boolean): void {
@@ -2205,12 +2213,18 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
       this.#resumeHandler = null;
       resume?.();
       this.#serveReaders();
+      this.#x.onCancel?.(reason);
     }
     return this[kFinished];
   }
 
   [kFailAtEnd](error: unknown): void {
     if (this.#failure === undefined && this.#native.live) this.#failure = { error };
+  }
+
+  /** What a generator handler's read of its input throws once it ended by a stall, or by a cancel. */
+  #inputFailure(): Error {
+    return this.#x.stalled ?? this.#closedError();
   }
 
   #describe(): string {

@@ -19,6 +19,16 @@ export function invalidReturn(message: string, cause?: unknown): TypeError & { c
   return coded(cause === undefined ? new TypeError(message) : new TypeError(message, { cause }), 'ERR_INVALID_RETURN_VALUE');
 }
 
+/** `ndjsonEvents(req)` of a body something read before it (a body parser): what it read would be missing. */
+export function bodyAlreadyReadError(): TypeError & { code: 'ERR_INVALID_STATE' } {
+  return coded(
+    new TypeError(
+      'The request body was read before ndjsonEvents() (by a body parser such as express.json() or express.raw()?): its events would be missing. Leave the route\'s body unparsed',
+    ),
+    'ERR_INVALID_STATE',
+  );
+}
+
 /** A stream's feed() started while another feed of it still reads its source: a stream takes one feed at a time. */
 export function feedInProgressError(): TypeError & { code: 'ERR_INVALID_STATE' } {
   return coded(

@@ -9,6 +9,7 @@ import {
   RequestBodyError,
   RequestBodyTimeoutError,
   bodyTooLargeError,
+  bodyAlreadyReadError,
   describe,
   invalidType,
   invalidValue,
@@ -16,6 +17,7 @@ import {
 } from '../errors';
 import { kBodyLeft, closeIfBodyLeft, closeIfBodyUnread, dropBodyLeft, lingerAtClose, responseOf } from '../net/body-close';
 import { integerOption } from '../validate';
+import { assertOptionsObject } from '../config';
 
 /** Size limits of `ndjsonEvents`. */
 export interface NdjsonOptions {
@@ -54,9 +56,7 @@ const DEFAULT_LIMITS: { readonly maxLineBytes: number; readonly maxBodyBytes: nu
 
 function resolveNdjsonOptions(opts: unknown): { readonly maxLineBytes: number; readonly maxBodyBytes: number } {
   if (opts === undefined) return DEFAULT_LIMITS;
-  if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) {
-    throw invalidType(`The "options" argument must be an object. Received ${describe(opts)}`);
-  }
+  assertOptionsObject(opts, 'options', '{ maxLineBytes, maxBodyBytes }');
   for (const key of Object.keys(opts)) {
     if (!NDJSON_KEYS.has(key)) throw invalidValue(`Unknown option "${key}". Known options: ${[...NDJSON_KEYS].join(', ')}`);
   }
@@ -205,6 +205,8 @@ class NdjsonBody<E> {
     // Refused before reading, at the first read.
     const declared = Number((req as IncomingMessage).headers?.['content-length']);
     if (declared > maxBodyBytes) this.#refuse(bodyTooLargeError(maxBodyBytes));
+    // Read before (a body parser took the bytes): an empty or cut input would pass for the client's whole body.
+    else if (req.readableDidRead === true || req.readableEnded) this.#refuse(bodyAlreadyReadError());
     // The answer may start, and end, while the body still arrives: a connection closed then closes lingering.
     lingerAtClose(req as IncomingMessage);
   }
