@@ -177,6 +177,15 @@ test('schema with a Redis client, and the pool as `pool`: refused by name', asyn
       effects.message,
       /^sessionWorker\(\): unknown option "effects" \(an option on Postgres, not on Redis\). Known options: client, name/,
     );
+    // A value only Redis has: trimming to what consumer groups acked (Postgres has none, and would trim nothing).
+    const acked = await errorOf(() =>
+      durable.sessionWorker(
+        streamFn(async function* () {}),
+        { client: pool, name: 'f', outputRetention: 'acked' },
+      ),
+    );
+    assert.equal(acked.code, 'ERR_INVALID_ARG_VALUE');
+    assert.match(acked.message, /^sessionWorker\(\): options.outputRetention 'acked' is an option on Redis, not on Postgres/);
     const bogus = await errorOf(() => durable.sessionProducer({ client: pool, name: 'f', bogus: 5 }));
     assert.match(bogus.message, /^sessionProducer\(\): unknown option "bogus". Known options: /);
     const policy = await errorOf(() =>

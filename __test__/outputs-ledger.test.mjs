@@ -84,6 +84,10 @@ for (const kind of ['redis', 'postgres']) {
       refused(bad, 'ERR_INVALID_ARG_TYPE');
     for (const key of ['4', '-1', 'x', '01', '1.5', '1e0', ' 1', 'NaN', '4294967296'])
       refused({ [key]: '1-0' }, 'ERR_OUT_OF_RANGE');
+    // (The message names the key as what is out of range, not its output id.)
+    assert.throws(() => sessionOutputs({ ...shared, after: { [PARTITIONS]: '1-0' } }), {
+      message: new RegExp(`options.after has the key "${PARTITIONS}": its keys must be partition numbers, 0 to ${PARTITIONS - 1}$`),
+    });
     for (const id of [5, null, undefined, {}, ['1-0'], 1n]) refused({ 0: id }, 'ERR_INVALID_ARG_TYPE');
     for (const id of [
       '',

@@ -133,6 +133,14 @@ test('close() while redis-server is paused: it resolves once the leases must hav
     const { stdout } = await a.finished();
     assert.match(stdout, /^error ERR_VELO_CLOSE_TIMEOUT close\(\) stopped waiting: .*partitions \[0, 1, 2, 3, 4, 5, 6, 7\] were dropped/m);
     assert.match(stdout, /^closed /m);
+    // The child destroys its client once close() resolved: the calls close() stopped waiting for fail then, and
+    // nothing of them reaches onError any more.
+    const afterClose = stdout.slice(stdout.search(/^closed /m)).split('\n').slice(1);
+    assert.deepEqual(
+      afterClose.filter((line) => line.startsWith('error ')),
+      [],
+      'onError after close() resolved',
+    );
   } finally {
     redis.resume();
   }

@@ -23,7 +23,7 @@ export function invalidReturn(message: string, cause?: unknown): TypeError & { c
 export function bodyAlreadyReadError(): TypeError & { code: 'ERR_INVALID_STATE' } {
   return coded(
     new TypeError(
-      'The request body was read before ndjsonEvents() (by a body parser such as express.json() or express.raw()?): its events would be missing. Leave the route\'s body unparsed',
+      "The request body was read before ndjsonEvents() (by a body parser such as express.json() or express.raw()?): its events would be missing. Leave the route's body unparsed",
     ),
     'ERR_INVALID_STATE',
   );

@@ -112,11 +112,10 @@ export function afterOption(
     throw invalidType(`${what}: options.after must be an object of partition -> output id, not ${describe(after)}`);
   for (const [key, id] of Object.entries(after as object)) {
     const partition = Number(key);
-    if (String(partition) !== key)
+    if (String(partition) !== key || !Number.isSafeInteger(partition) || partition < 0 || partition >= partitions)
       throw outOfRange(
         `${what}: options.after has the key ${JSON.stringify(key)}: its keys must be partition numbers, 0 to ${partitions - 1}`,
       );
-    integerOption(what, `after[${key}]`, partition, 0, partitions - 1);
     if (typeof id !== 'string')
       throw invalidType(`${what}: options.after[${key}] must be an output id (a string), not ${describe(id)}`);
     const m = ID.exec(id);

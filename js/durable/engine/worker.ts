@@ -143,6 +143,8 @@ class RunningWorker<I, O> implements Worker, PartitionHost<I, O> {
   /** The last fencing epoch this worker was granted, per partition. */
   readonly #epochs = new Map<number, number>();
   readonly #onError: (error: unknown) => void;
+  /** close() has resolved (or rejected): `report` tells no one any more. */
+  #closed = false;
   readonly #backend: WorkerBackend;
   readonly #order: number[];
   #timer: NodeJS.Timeout | null = null;
@@ -377,6 +379,9 @@ class RunningWorker<I, O> implements Worker, PartitionHost<I, O> {
   }
 
   report(error: unknown): void {
+    // Once close() resolved, nothing more reaches onError: a call it stopped waiting for (a server that did not
+    // answer by the deadline) fails later with nobody listening for it.
+    if (this.#closed) return;
     // A call refused because the log is closing (ERR_VELO_CLOSED): part of close(), not a failure to report.
     if (this.#closing !== null && (error as { code?: unknown } | null)?.code === 'ERR_VELO_CLOSED') return;
     this.counters.errors++;
@@ -734,7 +739,9 @@ class RunningWorker<I, O> implements Worker, PartitionHost<I, O> {
       await this.#waker;
       // Nothing of this worker is left in flight on your client once close() resolves.
       await this.#interrupting;
-    })();
+    })().finally(() => {
+      this.#closed = true;
+    });
     return this.#closing;
   }
 }

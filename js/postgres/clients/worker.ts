@@ -1,7 +1,7 @@
 // `postgresWorker`: the engine's worker (engine/worker.ts) on the user's pg.Pool, and the effects a handler's outputs
 // make in the user's own tables, in the transaction that commits them.
 import type { StreamFn } from '../../types';
-import { describe, invalidType } from '../../errors';
+import { describe, invalidType, invalidValue } from '../../errors';
 import { callTimeoutOption, integerOption } from '../../validate';
 import type { WorkerBackend } from '../../durable/common/backend';
 import type { OutputItem, HandlerFailure } from '../../durable/common/outputs';
@@ -145,6 +145,11 @@ export function startPgWorker<I, O>(
   integerOption(what, 'pollInterval', pollInterval, 1, 60_000, 'from 1 to 60000 (ms)');
   if (effects !== undefined && typeof effects !== 'function')
     throw invalidType(`${what}: options.effects must be a function, not ${describe(effects)}`);
+  // (Trimming to what consumer groups acked is Redis': Postgres has no groups, and would keep everything.)
+  if ((options as { outputRetention?: unknown }).outputRetention === 'acked')
+    throw invalidValue(
+      `${what}: options.outputRetention 'acked' is an option on Redis, not on Postgres (it has no consumer groups): bound outputs with outputMaxLen`,
+    );
   const codec = o.codec as Codec<O>;
   const onCommit: CommitEffects | undefined =
     effects === undefined

@@ -68,7 +68,7 @@ export function checkFunctionName(what: string, name: unknown): asserts name is 
   if (typeof name !== 'string') throw invalidType(`${what}: the "name" option must be a string, not ${describe(name)}`);
   if (!/^[^\s\0]{1,200}$/.test(name) || !isWellFormed(name)) {
     throw invalidValue(
-      `${what}: the "name" option must be 1-200 characters without whitespace or lone surrogates, not ${describe(name)}`,
+      `${what}: the "name" option must be 1-200 characters without whitespace, NUL or lone surrogates (Postgres text holds no NUL), not ${describe(name)}`,
     );
   }
 }
