@@ -433,7 +433,6 @@ export class HeldEntries {
         for (const [key, list] of this.held) {
           const drained = await this.#drainKey(key, list, false);
           if (drained === KeyDrain.Stopped) return;
-          if (list.length === 0) this.held.delete(key);
           // No session slot: this key waits for a session to end.
           if (drained === KeyDrain.NoSlot) {
             noSlot = true;
@@ -462,14 +461,15 @@ export class HeldEntries {
       const list = this.held.get(key);
       if (list === undefined) continue;
       if ((await this.#drainKey(key, list, true)) === KeyDrain.Stopped) return false;
-      if (list.length === 0) this.held.delete(key);
     }
     return true;
   }
 
   /**
    * Delivers a key's held entries in log order, each back into the share first, until none is left, one finds
-   * no session slot, or (`whileLive`) the key's session is gone.
+   * no session slot, or (`whileLive`) the key's session is gone. A list it leaves empty is out of `held` in the turn
+   * it found it empty: while it is listed, an entry of the key read meanwhile (the pump's, a `reread`'s) joins it
+   * instead of going to the key's session, and past the last look at it nothing would deliver that entry.
    */
   async #drainKey(key: string, list: InputEntry[], whileLive: boolean): Promise<KeyDrain> {
     while (list.length > 0 && (!whileLive || this.#host.sessions.has(key))) {
@@ -498,6 +498,7 @@ export class HeldEntries {
       if (delivered === Delivery.NoSlot) return KeyDrain.NoSlot;
       if (delivered === Delivery.Waits) return KeyDrain.Waits;
     }
+    if (list.length === 0 && this.held.get(key) === list) this.held.delete(key);
     return KeyDrain.Done;
   }
 
