@@ -287,19 +287,23 @@ test('options are checked at the call: RangeError ERR_OUT_OF_RANGE naming the fi
       (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_TYPE',
       `options: ${Object.prototype.toString.call(notOptions)}`,
     );
-  // A body something read before it (a body parser): its events would be missing, so it is refused at its first
-  // read, as a body too large is (a stream it feeds fails with the error; one never read frees as it would).
+  // A body something read before it (a body parser): its events would be missing, so its first read fails, as a
+  // source's that throws: the stream fails before its handler takes the empty input for whole.
   const read = new PassThrough();
   read.end('{"n":1}\n{"n":2}\n');
   assert.ok(read.read(8) !== null);
+  let afterLoop = 0;
   const echo = streamFn(async function* (events) {
     for await (const e of events) yield e;
+    afterLoop++;
   });
   await assert.rejects(
     echo.run(ndjsonEvents(read)),
     (e) => e instanceof TypeError && e.code === 'ERR_INVALID_STATE' && /read before ndjsonEvents/.test(e.message),
   );
+  assert.equal(afterLoop, 0, "the handler's code after its loop did not run");
   assert.equal(echo.stats().open, 0);
+  assert.equal(echo.stats().completed, 0);
   assert.throws(
     () => ndjsonEvents('{"a":1}\n'),
     (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_TYPE',

@@ -325,7 +325,7 @@ test('backpressure to the sender: send() waits while the worker does not read', 
   await noPairsLeft();
 });
 
-test('cancel, break and an abort signal stop the handler on its thread (finally runs, ctx.signal aborts)', async () => {
+test('cancel, break and an abort signal stop the handler on its thread (its read throws, finally runs, ctx.signal aborts)', async () => {
   const fn = handlers('reporter');
   // cancel()
   {
@@ -338,6 +338,9 @@ test('cancel, break and an abort signal stop the handler on its thread (finally 
     assert.equal(s.state, 'cancelled');
     await ch.next((m) => m.finally);
     assert.ok(ch.seen.some((m) => m.aborted));
+    // Its parked read threw, as in-process: its code after the loop did not run.
+    assert.ok(ch.seen.some((m) => m.threw === 'ERR_VELO_STREAM_CLOSED' && m.cause === 'enough'), JSON.stringify(ch.seen));
+    assert.ok(!ch.seen.some((m) => m.ended), 'no end of input after a cancel');
     ch.close();
   }
   // break out of for await
@@ -349,6 +352,7 @@ test('cancel, break and an abort signal stop the handler on its thread (finally 
     for await (const v of s) if (v === 2) break;
     assert.equal(s.state, 'cancelled');
     await ch.next((m) => m.finally);
+    assert.ok(!ch.seen.some((m) => m.ended), 'no end of input after a break');
     ch.close();
   }
   // an abort signal at open

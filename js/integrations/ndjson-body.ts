@@ -196,6 +196,8 @@ class NdjsonBody<E> {
   #feed: UnreadFeed | null = null;
   /** The response to the request, as the feed was made (`kUnreadWatch`), until the feed reads or is cancelled. */
   #res: ServerResponse | undefined = undefined;
+  /** Something read the body before it: its error fails the stream it feeds (not a refusal: `kRefusesInput`). */
+  #readBefore = false;
 
   constructor(req: Readable, maxLineBytes: number, maxBodyBytes: number) {
     this.#req = req;
@@ -205,8 +207,12 @@ class NdjsonBody<E> {
     // Refused before reading, at the first read.
     const declared = Number((req as IncomingMessage).headers?.['content-length']);
     if (declared > maxBodyBytes) this.#refuse(bodyTooLargeError(maxBodyBytes));
-    // Read before (a body parser took the bytes): an empty or cut input would pass for the client's whole body.
-    else if (req.readableDidRead === true || req.readableEnded) this.#refuse(bodyAlreadyReadError());
+    // Read before (a body parser took the bytes): not a body refused, whose lines before are the input, but a source
+    // that fails at its first read, so that the stream fails before its handler takes an empty input for whole.
+    else if (req.readableDidRead === true || req.readableEnded) {
+      this.#fail(bodyAlreadyReadError());
+      this.#readBefore = true;
+    }
     // The answer may start, and end, while the body still arrives: a connection closed then closes lingering.
     lingerAtClose(req as IncomingMessage);
   }
@@ -215,9 +221,12 @@ class NdjsonBody<E> {
     return this;
   }
 
-  /** Its errors refuse the rest of the body: a stream it feeds delivers the outputs of the lines before, then the error. */
-  get [kRefusesInput](): true {
-    return true;
+  /**
+   * Its errors refuse the rest of the body: a stream it feeds delivers the outputs of the lines before, then the
+   * error. But for a body read before it: that error fails the stream as a source's that throws.
+   */
+  get [kRefusesInput](): boolean {
+    return !this.#readBefore;
   }
 
   /**

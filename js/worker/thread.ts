@@ -33,7 +33,7 @@ import {
   WORKER_SIDE,
   takenView,
 } from './protocol';
-import { wakeAtOnWorkerError, workerModuleError } from '../errors';
+import { StreamClosedError, wakeAtOnWorkerError, workerModuleError } from '../errors';
 import { withRemoteParent } from '../tracing';
 import type { JournalCall, JournalStreamCall, StreamContext } from '../types';
 import { runCall, streamCall } from '../core/journal-calls';
@@ -115,6 +115,11 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
   /** The flush of outputs made in this turn of the event loop, if one is due. */
   #flushTimer: NodeJS.Immediate | null = null;
   #cancelled = false;
+  /**
+   * What the handler's reads throw once the caller cancelled (as in-process): its code after the loop, which would
+   * take a cut input for whole, does not run.
+   */
+  #cancelError: StreamClosedError | undefined;
   /**
    * The caller's cancel closed the lanes; its reason is on its way by the
    * port (`cancelledWith`), and the handler is stopped only then, so that
@@ -320,8 +325,12 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
   /** The caller cancelled with `reason` (it comes by the port, after the lanes' cancel may have stopped the handler already). */
   cancelledWith(reason: unknown): void {
     this.#cancelMessaged = true;
-    // (As in-process: the signal aborts, then the handler's input ends.)
+    // (As in-process: the signal aborts, then the handler's reads fail.)
     (this.#abort ??= new AbortController()).abort(reason);
+    this.#cancelError ??= new StreamClosedError(
+      `Stream ${this.#id} was cancelled`,
+      reason === undefined ? undefined : { cause: reason },
+    );
     this.#stop();
     const go = this.#onCancelMessage;
     this.#onCancelMessage = null;
@@ -377,7 +386,11 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
     this.#inPos = 0;
     const waiters = this.#waiters;
     this.#waiters = [];
-    for (const resolve of waiters) resolve(this.#ended());
+    const cancelled = this.#cancelError;
+    for (const resolve of waiters) {
+      if (cancelled === undefined) resolve(this.#ended());
+      else (resolve as unknown as (r: Promise<never>) => void)(Promise.reject(cancelled));
+    }
   }
 
   #resume(): void {
@@ -389,6 +402,7 @@ class ThreadStream implements AsyncIterableIterator<unknown> {
   // ----- the handler's events -----
 
   next(): Promise<IteratorResult<unknown>> {
+    if (this.#cancelError !== undefined) return Promise.reject(this.#cancelError);
     // Earlier calls still waiting are served first, in order.
     if (this.#waiters.length > 0) return new Promise((resolve) => this.#waiters.push(resolve));
     if (this.#inPos < this.#inVals.length) return Promise.resolve(this.#shiftIn());
