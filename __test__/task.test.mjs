@@ -457,6 +457,30 @@ test('metrics: inFlight, retries, skipped and call latency', async () => {
   assert.equal(streamFn(echo).open().metrics.inFlight, undefined, 'generator streams have no task metrics');
 });
 
+test('a done task stage frees its native state at once and keeps its window counters in its metrics', async () => {
+  const { nativeStreams } = await import('#testing');
+  const t = task(
+    async (x, ctx) => {
+      if (x === 3 || (x === 2 && ctx.attempt === 1)) throw new Error(`no ${x}`);
+      return x;
+    },
+    { retry: { attempts: 2, delay: 1 }, onError: 'skip' },
+  );
+  const before = nativeStreams();
+  const s = t.open();
+  assert.deepEqual(await collect(s.feed([1, 2, 3, 4])), [1, 2, 4]);
+  assert.equal(s.state, 'done');
+  // (Not left to the finalizer of the next turn: freed when its last output was read.)
+  assert.equal(nativeStreams(), before, 'the done stage holds no native state');
+  const m = s.metrics;
+  assert.deepEqual(
+    { eventsIn: m.eventsIn, eventsOut: m.eventsOut, inFlight: m.inFlight, retries: m.retries, skipped: m.skipped },
+    { eventsIn: 4, eventsOut: 3, inFlight: 0, retries: 2, skipped: 1 },
+  );
+  assert.ok(m.taskP50Us > 0 && m.taskP99Us >= m.taskP50Us, JSON.stringify(m));
+  assert.deepEqual(s.metrics, m, 'a done stage answers the same every time');
+});
+
 test('task stages compose: pipes on either side of generator stages, sessions, feed, recv, duplex', async () => {
   const words = streamFn(async function* (events) {
     for await (const line of events) yield* line.split(' ');

@@ -428,10 +428,12 @@ export interface StreamOps {
    */
   handlerReturned: (h: number, retire: boolean, inputs: number, outputs: number, unread: number) => boolean
   /**
-   * Frees a done stream (not a task stage's) after writing its key and
-   * final metrics to `scratch.f64[0..8]` (key, eventsIn, eventsOut,
-   * backpressureWaits, openedAt, durationMs, queueWaitP50Us,
-   * queueWaitP99Us): true; false, and nothing done, for any other stream.
+   * Frees a done stream (a task stage's once its window is idle) after
+   * writing its key and final metrics to `scratch.f64[0..8]` (key,
+   * eventsIn, eventsOut, backpressureWaits, openedAt, durationMs,
+   * queueWaitP50Us, queueWaitP99Us), and a task stage's window counters
+   * to `scratch.f64[8..12]` (retries, skipped, taskP50Us, taskP99Us):
+   * true; false, and nothing done, for any other stream.
    */
   retire: (h: number) => boolean
   /** The handler threw; returns how many waiting sends were dropped. */

@@ -321,6 +321,11 @@ const enum Last {
   DurationMs,
   QueueWaitP50Us,
   QueueWaitP99Us,
+  /** A task stage's window counters follow (`#last` is longer then). */
+  Retries,
+  Skipped,
+  TaskP50Us,
+  TaskP99Us,
 }
 
 /**
@@ -349,8 +354,11 @@ export class NativeStream {
    * done stream, with no native call.
    */
   #last: number[] | null = null;
-  /** Run once its native state was freed by the finalizer (a task stage's limiter serves its line: `taskInit`). */
-  #afterFree: (() => void) | undefined;
+  /**
+   * A task stage's (`taskInit`): what to run once the finalizer freed its native state (its limiter serves its
+   * line), or undefined. Null for any other stream.
+   */
+  #afterFree: (() => void) | undefined | null = null;
 
   /**
    * Wraps a handle from `NativeFunction.open`; or, with `gate`, a stream admitted there with no native state yet
@@ -369,10 +377,7 @@ export class NativeStream {
   /** The turn after its open (its owner's `turnAfterOpen`): a finalizer frees its native state, unless it was retired already. */
   [kRegister](): void {
     if (this.#last !== null) return;
-    reclaim.register(
-      this,
-      this.#afterFree === undefined ? this.#handle() : { handle: this.#handle(), afterFree: this.#afterFree },
-    );
+    reclaim.register(this, this.#afterFree == null ? this.#handle() : { handle: this.#handle(), afterFree: this.#afterFree });
   }
 
   /** Retired (done, its native state freed), or done in its first turn: it needs no finalizer. */
@@ -433,7 +438,23 @@ export class NativeStream {
 
   #retired(): void {
     // (One literal of the known length: a loop of pushes regrows the array twice.)
-    this.#last = [scratch[0], scratch[1], scratch[2], scratch[3], scratch[4], scratch[5], scratch[6], scratch[7]];
+    this.#last =
+      this.#afterFree === null
+        ? [scratch[0], scratch[1], scratch[2], scratch[3], scratch[4], scratch[5], scratch[6], scratch[7]]
+        : [
+            scratch[0],
+            scratch[1],
+            scratch[2],
+            scratch[3],
+            scratch[4],
+            scratch[5],
+            scratch[6],
+            scratch[7],
+            scratch[8],
+            scratch[9],
+            scratch[10],
+            scratch[11],
+          ];
     this.#key = scratch[Last.Key];
   }
 
@@ -701,7 +722,7 @@ export class NativeStream {
         queueWaitP99Us: 0,
       };
     }
-    return {
+    const metrics: StreamMetrics = {
       eventsIn: last[Last.EventsIn],
       eventsOut: last[Last.EventsOut],
       bufferedIn: 0,
@@ -712,5 +733,14 @@ export class NativeStream {
       queueWaitP50Us: last[Last.QueueWaitP50Us],
       queueWaitP99Us: last[Last.QueueWaitP99Us],
     };
+    if (last.length > Last.Retries) {
+      // A task stage's, retired once its window was idle: nothing is in flight.
+      metrics.inFlight = 0;
+      metrics.retries = last[Last.Retries];
+      metrics.skipped = last[Last.Skipped];
+      metrics.taskP50Us = last[Last.TaskP50Us];
+      metrics.taskP99Us = last[Last.TaskP99Us];
+    }
+    return metrics;
   }
 }

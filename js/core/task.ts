@@ -37,7 +37,7 @@ import {
   kTrace,
 } from './body';
 import type { Span, StreamTrace } from '../tracing';
-import { HeldSlot, kHeldSlot, releaseWhenCollected } from '../limits/use';
+import { HeldSlot, keepWhenCollected, kHeldSlot, releaseWhenCollected } from '../limits/use';
 import type { WindowPermits } from '../limits/local';
 import { type Call, MAX_COUNT, type OnError, type TaskSpec, checkTaskConfig } from './task-config';
 
@@ -691,6 +691,8 @@ class TaskRunner<I, O> implements StreamBody<I, O>, IdleTarget {
 
   #finish(): void {
     this.#finished = true;
+    // (No call runs now, so no slot holds a permit: nothing is left for a finalizer to give back.)
+    if (this.#held !== undefined) keepWhenCollected(this.#held);
     this.#syncTimers();
   }
 

@@ -150,6 +150,11 @@ impl TaskPermits {
             self.core.borrow_mut().release_n(0, back, us(now_ms));
         }
     }
+
+    /// Whether any call holds a permit.
+    pub(crate) fn any_held(&self) -> bool {
+        self.held.contains(&true)
+    }
 }
 
 impl Drop for TaskPermits {

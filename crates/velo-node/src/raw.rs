@@ -369,25 +369,32 @@ fn handler_returned<'s>(
 }
 
 /// Where `retire` and `handlerReturned` write a retired stream's last
-/// state in the scratch buffer (`f64`s): its key, then its final metrics.
+/// state in the scratch buffer (`f64`s): its key, then its final metrics,
+/// then a task stage's window counters (`TaskState::last_counts`).
 /// `js/core/native-stream.ts` reads them in this order.
 const RETIRED_FIELDS: usize = 8;
+const RETIRED_TASK_FIELDS: usize = 4;
 
 /// Frees a stream that is done (the handler returned and every output was
-/// read) and is not a task stage's, after writing its key and final metrics
-/// to the scratch buffer (see [`RETIRED_FIELDS`]); false, and nothing done,
-/// for any other stream. A done stream's metrics no longer change (its
-/// buffers are empty, its duration ends at the handler's return), so
-/// JavaScript answers from the copy from then on, and the stream needs no
-/// finalizer to free it.
+/// read), and for a task stage whose window is idle (`TaskState::is_idle`),
+/// after writing its key and final metrics to the scratch buffer (see
+/// [`RETIRED_FIELDS`]); false, and nothing done, for any other stream. A
+/// done stream's metrics no longer change (its buffers are empty, its
+/// duration ends at the handler's return), so JavaScript answers from the
+/// copy from then on, and the stream needs no finalizer to free it.
 fn retire_done(handle: f64, now: u64) -> Result<bool> {
     let last = streams::with(handle, |stream| {
-        if stream.task.is_some() || stream.core.phase() != Phase::Done {
+        if stream.core.phase() != Phase::Done {
             return None;
         }
-        Some((stream.core.key(), stream.core.metrics(now, 0, 0)))
+        let task = match stream.task.as_deref() {
+            None => None,
+            Some(task) if task.is_idle() => Some(task.last_counts()),
+            Some(_) => return None,
+        };
+        Some((stream.core.key(), stream.core.metrics(now, 0, 0), task))
     })?;
-    let Some((key, m)) = last else {
+    let Some((key, m, task)) = last else {
         return Ok(false);
     };
     let mut scratch = Scratch::lend()?;
@@ -401,7 +408,11 @@ fn retire_done(handle: f64, now: u64) -> Result<bool> {
         m.queue_wait_p50_us as f64,
         m.queue_wait_p99_us as f64,
     ];
-    scratch.f64s()[..RETIRED_FIELDS].copy_from_slice(&fields);
+    let f64s = scratch.f64s();
+    f64s[..RETIRED_FIELDS].copy_from_slice(&fields);
+    if let Some(counts) = task {
+        f64s[RETIRED_FIELDS..RETIRED_FIELDS + RETIRED_TASK_FIELDS].copy_from_slice(&counts);
+    }
     drop(scratch);
     streams::remove(handle);
     Ok(true)
@@ -668,10 +679,12 @@ stream_ops! {
     #[doc = " reported yet (as `handedOver`). With `retire`, a stream that is now"]
     #[doc = " done (every output read) is freed as `retire` frees it: true then."]
     "handlerReturned": "(h: number, retire: boolean, inputs: number, outputs: number, unread: number) => boolean" => handler_returned,
-    #[doc = " Frees a done stream (not a task stage's) after writing its key and"]
-    #[doc = " final metrics to `scratch.f64[0..8]` (key, eventsIn, eventsOut,"]
-    #[doc = " backpressureWaits, openedAt, durationMs, queueWaitP50Us,"]
-    #[doc = " queueWaitP99Us): true; false, and nothing done, for any other stream."]
+    #[doc = " Frees a done stream (a task stage's once its window is idle) after"]
+    #[doc = " writing its key and final metrics to `scratch.f64[0..8]` (key,"]
+    #[doc = " eventsIn, eventsOut, backpressureWaits, openedAt, durationMs,"]
+    #[doc = " queueWaitP50Us, queueWaitP99Us), and a task stage's window counters"]
+    #[doc = " to `scratch.f64[8..12]` (retries, skipped, taskP50Us, taskP99Us):"]
+    #[doc = " true; false, and nothing done, for any other stream."]
     "retire": "(h: number) => boolean" => retire,
     #[doc = " The handler threw; returns how many waiting sends were dropped."]
     "handlerFailed": "(h: number) => number" => handler_failed,

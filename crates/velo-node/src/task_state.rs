@@ -66,6 +66,25 @@ impl TaskState {
         Ok(r)
     }
 
+    /// No call in flight or waiting for a retry, and no permit held: dropped now, the state gives nothing back
+    /// that a finalizer would have to tell the limiter of, so its stream may be freed before it is collected
+    /// (`retire`). (Results it counts as held then were emitted and not yet reported: they count nowhere else.)
+    pub(crate) fn is_idle(&self) -> bool {
+        self.window.in_flight() == 0 && !self.permits.as_ref().is_some_and(TaskPermits::any_held)
+    }
+
+    /// The window's final counters, as `retire` writes them after a stream's own: retries, skipped, task p50 and
+    /// p99 (µs).
+    pub(crate) fn last_counts(&self) -> [f64; 4] {
+        let w = &self.window;
+        [
+            w.retried() as f64,
+            w.skipped() as f64,
+            w.latency().percentile(0.5) as f64,
+            w.latency().percentile(0.99) as f64,
+        ]
+    }
+
     /// Adds the window's counters to a stream's metrics.
     pub(crate) fn add_metrics(&self, m: &mut Metrics) {
         let w = &self.window;
