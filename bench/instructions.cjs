@@ -12,7 +12,7 @@
 // `idleTimeout` (0: no idle clock) instead of the default, to measure what
 // the idle clock costs.
 //
-// `SCALE=<k>` multiplies the item counts of `pipe`, `pipeBaseline*`, `task`,
+// `SCALE=<k>` multiplies the item counts of `pipe`, `pipeBaseline*`, `task`, the run counts of `taskRuns`,
 // `taskLimited`, `taskLimitedKeyed`, `permits*`, `batch`, `live`, `liveAhead*`, `feed`,
 // `feedBaseline` and the stream counts of `open` and `openBaseline*` by k: the slope between two scales is the cost per item with
 // the start-up, the compiler's work and the noise of one run taken out.
@@ -232,6 +232,18 @@ const workloads = {
     const stage = task(async (x) => x + 1, { concurrency: 16 });
     const input = Array.from({ length: 100_000 * scale }, (_, i) => i);
     for (let r = 0; r < 3; r++) if ((await stage.run(input)).length !== input.length) throw new Error('lost outputs');
+  },
+  // Many short task stages: 20,000 runs of three items each, over a plain stage and one with a limiter, yielding to
+  // the event loop every thousand runs (what a stage's opening, window and end cost, not its calls).
+  taskRuns: async () => {
+    const plain = task(async (x) => x + 1, { concurrency: 4 });
+    const limited = task(async (x) => x + 1, { concurrency: 4, limiter: lib.limiter({ concurrency: 100 }) });
+    for (let i = 0; i < 10_000 * scale; i++) {
+      if ((await plain.run([1, 2, 3])).length !== 3 || (await limited.run([1, 2, 3])).length !== 3) {
+        throw new Error('lost outputs');
+      }
+      if (i % 1000 === 999) await new Promise((resolve) => setImmediate(resolve));
+    }
   },
   // Like S13: the task workload with an in-process limiter that never makes a call wait (concurrency 1,000,000):
   // the difference to `task` is what a permit costs a call (taken and given back in the task window's own native
