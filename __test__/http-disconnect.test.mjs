@@ -346,3 +346,49 @@ test("an answer written without a writer, the body's feed never read, cancels th
     await srv.close();
   }
 });
+
+test('a client that leaves mid-body fails the body as a source: the handler never takes the cut body for whole', async () => {
+  for (const how of ['run', 'feed', 'chunked']) {
+    const after = [];
+    const fn = streamFn(
+      async function* upload(events) {
+        const rows = [];
+        for await (const e of events) rows.push(e);
+        // What a handler does with a whole body (a commit): never with a cut one.
+        after.push(rows.length);
+        yield { rows: rows.length };
+      },
+      { idleTimeout: 0 },
+    );
+    const settled = [];
+    const srv = await listen(async (req, res) => {
+      const outcome =
+        how === 'run'
+          ? fn.run(ndjsonEvents(req))
+          : (async () => {
+              for await (const out of fn.open().feed(ndjsonEvents(req))) void out;
+            })();
+      settled.push(await outcome.then(() => 'resolved', (error) => error));
+      res.destroy();
+    });
+    try {
+      const headers = how === 'chunked' ? { 'transfer-encoding': 'chunked' } : { 'content-length': '1000' };
+      const c = client(srv.url, { method: 'POST', headers });
+      c.req.write('{"row":1}\n{"row":2}\n');
+      await until(() => fn.stats().open === 1, 5000, 'the stream open');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      c.req.destroy();
+      await until(() => settled.length === 1, 5000, `${how}: the stream to settle`);
+      assert.deepEqual(after, [], `${how}: the code after the loop ran`);
+      assert.notEqual(settled[0], 'resolved', how);
+      assert.equal(settled[0].code, 'ECONNRESET', how);
+      assert.deepEqual(
+        { completed: fn.stats().completed, cancelled: fn.stats().cancelled, open: fn.stats().open },
+        { completed: 0, cancelled: 1, open: 0 },
+        how,
+      );
+    } finally {
+      await srv.close();
+    }
+  }
+});

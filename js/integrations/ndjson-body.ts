@@ -196,8 +196,12 @@ class NdjsonBody<E> {
   #feed: UnreadFeed | null = null;
   /** The response to the request, as the feed was made (`kUnreadWatch`), until the feed reads or is cancelled. */
   #res: ServerResponse | undefined = undefined;
-  /** Something read the body before it: its error fails the stream it feeds (not a refusal: `kRefusesInput`). */
-  #readBefore = false;
+  /**
+   * Its error is a refusal of the rest of the body (a line or the body over its bound, a malformed line): the
+   * stream it feeds delivers the outputs of the lines before, then the error (`kRefusesInput`). Any other error (the
+   * client left mid-body, a body read before it) fails the stream as a source that throws does.
+   */
+  #refusal = false;
 
   constructor(req: Readable, maxLineBytes: number, maxBodyBytes: number) {
     this.#req = req;
@@ -211,7 +215,6 @@ class NdjsonBody<E> {
     // that fails at its first read, so that the stream fails before its handler takes an empty input for whole.
     else if (req.readableDidRead === true || req.readableEnded) {
       this.#fail(bodyAlreadyReadError());
-      this.#readBefore = true;
     }
     // The answer may start, and end, while the body still arrives: a connection closed then closes lingering.
     lingerAtClose(req as IncomingMessage);
@@ -221,12 +224,9 @@ class NdjsonBody<E> {
     return this;
   }
 
-  /**
-   * Its errors refuse the rest of the body: a stream it feeds delivers the outputs of the lines before, then the
-   * error. But for a body read before it: that error fails the stream as a source's that throws.
-   */
+  /** Whether its error (read when its reader fails) refuses the rest of the body or fails the stream: `#refusal`. */
   get [kRefusesInput](): boolean {
-    return !this.#readBefore;
+    return this.#refusal;
   }
 
   /**
@@ -425,9 +425,12 @@ class NdjsonBody<E> {
   #refuse(error: unknown): void {
     this.#fail(error);
     this.#state = BodyState.Refused;
+    this.#refusal = true;
   }
 
+  /** The body failed: a client that left before its end, or a body read before (no refusal: `#refusal`). */
   #fail(error: unknown): void {
+    this.#refusal = false;
     this.#state = BodyState.Failed;
     this.#error = error;
     this.#pieces = null;
