@@ -7,6 +7,9 @@ import { RequestBodyError, ndjsonEvents, sendNdjson, sendSse, toReadable } from 
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { client, deadline, listen, until } from './helpers/server.mjs';
+import { request } from 'node:http';
+import { createGunzip } from 'node:zlib';
+import compression from 'compression';
 
 const double = streamFn(async function* double(events) {
   for await (const e of events) yield { n: e.n * 2 };
@@ -225,6 +228,50 @@ test('an output is written while its handler awaits something else, and a handle
     }
     await until(() => waits.stats().open + endless.stats().open === 0, 5000, 'every stream ended');
   } finally {
+    await srv.close();
+  }
+});
+
+test('behind compression() middleware, each write reaches the client as it is made: an output while its handler waits', async () => {
+  let received;
+  let gotFirst;
+  const waits = streamFn(async function* () {
+    yield { i: 0 };
+    await gotFirst;
+    yield { i: 1 };
+  });
+  // (Every type compressed: by default `compression` leaves NDJSON alone.)
+  const compress = compression({ filter: () => true });
+  const srv = await listen((req, res) =>
+    compress(req, res, () => (req.url === '/sse' ? sendSse(res, waits.open()) : sendNdjson(res, waits.open()))),
+  );
+  try {
+    for (const path of ['/ndjson', '/sse']) {
+      gotFirst = new Promise((resolve) => (received = resolve));
+      let text = '';
+      let encoding;
+      const done = new Promise((resolve, reject) => {
+        const req = request(`${srv.url}${path}`, { headers: { 'accept-encoding': 'gzip' }, agent: false }, (res) => {
+          encoding = res.headers['content-encoding'];
+          const gunzip = createGunzip();
+          res.pipe(gunzip);
+          gunzip.setEncoding('utf8');
+          gunzip.on('data', (s) => (text += s));
+          gunzip.on('end', resolve);
+          gunzip.on('error', reject);
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      await deadline(until(() => text.includes('"i":0'), 4000, `output 0 of ${path}`), 5000, `output 0 of ${path}`);
+      assert.equal(encoding, 'gzip', `${path} was compressed`);
+      assert.doesNotMatch(text, /"i":1/);
+      received();
+      await deadline(done, 5000, `the end of ${path}`);
+      assert.match(text, /"i":1/);
+    }
+  } finally {
+    received?.();
     await srv.close();
   }
 });

@@ -303,8 +303,10 @@ export async function writeResponse<O>(
       }
       if (text !== '') {
         startResponse(res, format, headers);
+        const room = res.write(text);
+        flushCompressed(res);
         // The socket is full: wait for room, or for the client to leave.
-        if (!res.write(text) && failure === undefined) await drainOrClose(res);
+        if (!room && failure === undefined) await drainOrClose(res);
       }
       if (failure === undefined) {
         if (gone) break;
@@ -338,6 +340,15 @@ export async function writeResponse<O>(
     // iterable the client left had its return() called then, not waited for.
     if (failed || (gone && !plain)) await Promise.resolve(it.return?.()).catch(() => {});
   }
+}
+
+/**
+ * Sends on what a compressing middleware holds of the response (Express' `compression()` adds `res.flush()`, which
+ * ends a compressed block), so that each write reaches the client as it is made, not when the stream ends.
+ */
+function flushCompressed(res: ServerResponse): void {
+  const flush = (res as { flush?: unknown }).flush;
+  if (typeof flush === 'function') flush.call(res);
 }
 
 /**
