@@ -204,6 +204,31 @@ test('a handler that returns before a malformed later line keeps the connection,
   }
 });
 
+test('a line refused after an output, in a body that had all arrived, keeps the keep-alive connection: nothing is left unread', async () => {
+  const echoing = streamFn(async function* echoing(events) {
+    for await (const e of events) yield e;
+  });
+  const srv = await sendNdjsonServer(echoing);
+  try {
+    let text = '';
+    const { socket, closed } = await rawConnection(srv.port, (t) => (text += t));
+    let open = true;
+    closed.then(() => (open = false));
+    socket.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n1\n');
+    await until(() => text.includes('\r\n1\n\r\n'), 5000, 'the output of line 1');
+    // The rest of the body, whole: a malformed line.
+    socket.write('x\n');
+    await until(() => /\r\n0\r\n\r\n$/.test(text) || !open, 5000, 'the answer');
+    assert.match(text, /"code":"ERR_VELO_BAD_NDJSON","line":2/);
+    socket.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n3\n');
+    await until(() => (text.match(/HTTP\/1\.1 200 /g) ?? []).length === 2 || !open, 5000, 'the next answer');
+    assert.equal((text.match(/HTTP\/1\.1 200 /g) ?? []).length, 2, 'the next request answered on the connection');
+    socket.destroy();
+  } finally {
+    await srv.close();
+  }
+});
+
 test('a handler error before any output keeps the keep-alive connection of a body sent whole, with the headers or after them', async () => {
   const serves = { sendNdjson: sendNdjsonServer, ...TO_READABLE };
   const answer = '{"error":{"message":"bad event {\\"a\\":1}","code":"E_BAD"}}';
