@@ -176,3 +176,29 @@ test('options whose getter throws, or a Proxy whose trap throws, are ERR_INVALID
   }
   assert.equal(fn.stats().opened, 0);
 });
+
+test('the HTTP writers refuse a res, outputs or options that cannot be read, or a res without on(), with a code', async () => {
+  const { sendNdjson, sendSse, toReadable } = await import('velo-stream/http');
+  const { proxy: revoked, revoke } = Proxy.revocable({}, {});
+  revoke();
+  const thrown = new Error('getter failed');
+  const throwingEvent = {
+    get event() {
+      throw thrown;
+    },
+  };
+  const fakeRes = { write() {}, setHeader() {}, on() {}, once() {}, off() {}, end() {} };
+  const refusal = (e) => e.code === 'ERR_INVALID_ARG_TYPE';
+  const none = async function* () {};
+  await assert.rejects(sendNdjson(revoked, none()), refusal, 'a revoked res');
+  await assert.rejects(sendSse({ write() {}, setHeader() {} }, none()), refusal, 'a res without on()');
+  await assert.rejects(sendNdjson(fakeRes, revoked), refusal, 'revoked outputs');
+  assert.throws(() => toReadable(revoked, 'ndjson'), refusal, 'toReadable of revoked outputs');
+  const stream = streamFn(echo).open();
+  assert.throws(
+    () => toReadable(stream, 'sse', throwingEvent),
+    (e) => refusal(e) && e.cause === thrown && /could not be read/.test(e.message),
+    'an option whose getter throws',
+  );
+  await stream.cancel();
+});

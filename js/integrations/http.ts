@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { NOT_NOW, kCancelled, kReadNow, kSettle } from '../core/protocol';
 import { kBodyCut } from './ndjson-body';
-import { assertOptionsObject } from '../config';
+import { assertOptionsObject, readingOptions } from '../config';
 import { SerializeError, describe, invalidType, invalidValue, responseInUseError } from '../errors';
 import { bodyEndPending, closeIfBodyLeft, closeIfBodyUnread } from '../net/body-close';
 import { drainOrClose } from '../net/drain';
@@ -154,21 +154,35 @@ function checkResponseOptions(format: unknown, opts: unknown): void {
   }
   if (opts === undefined) return;
   assertOptionsObject(opts, 'options', '{ serialize, event, headers }');
-  for (const key of Object.keys(opts)) {
-    if (!RESPONSE_KEYS.has(key)) throw invalidValue(`Unknown option "${key}". Known options: ${[...RESPONSE_KEYS].join(', ')}`);
-  }
-  checkResponseFields(opts);
+  // (Options that cannot be read, a throwing getter or a revoked Proxy, are refused as such, with a code.)
+  readingOptions('options', () => {
+    for (const key of Object.keys(opts)) {
+      if (!RESPONSE_KEYS.has(key)) throw invalidValue(`Unknown option "${key}". Known options: ${[...RESPONSE_KEYS].join(', ')}`);
+    }
+    checkResponseFields(opts);
+  });
 }
 
 function assertResponse(res: unknown): asserts res is ServerResponse {
   const r = res as Partial<ServerResponse> | null;
-  if (r === null || typeof r !== 'object' || typeof r.write !== 'function' || typeof r.setHeader !== 'function') {
-    throw invalidType(`The "res" argument must be an http.ServerResponse. Received ${describe(res)}`);
-  }
+  const usable = readingOptions(
+    'res',
+    () =>
+      r !== null &&
+      typeof r === 'object' &&
+      typeof r.write === 'function' &&
+      typeof r.setHeader === 'function' &&
+      typeof r.on === 'function',
+  );
+  if (!usable) throw invalidType(`The "res" argument must be an http.ServerResponse. Received ${describe(res)}`);
 }
 
 function assertOutputs(outputs: unknown): asserts outputs is AsyncIterable<unknown> {
-  if (outputs === null || typeof (outputs as AsyncIterable<unknown>)?.[Symbol.asyncIterator] !== 'function') {
+  const iterable = readingOptions(
+    'outputs',
+    () => outputs !== null && typeof (outputs as AsyncIterable<unknown>)?.[Symbol.asyncIterator] === 'function',
+  );
+  if (!iterable) {
     throw invalidType(`The "outputs" argument must be an async iterable (a Stream, or feed()). Received ${describe(outputs)}`);
   }
 }
