@@ -120,9 +120,7 @@ export type TraceOutcome = 'completed' | 'failed' | 'cancelled';
  * Streams nobody references and nothing ended are collected (and counted cancelled): their spans end then, as
  * cancelled. A span holds no reference to its stream, so this keeps nothing alive.
  */
-const abandoned = new FinalizationRegistry<StreamTrace>((trace) =>
-  trace.end('cancelled', undefined, { error: 'abandoned: collected by the garbage collector' }),
-);
+const abandoned = new FinalizationRegistry<StreamTrace>((trace) => trace.abandoned());
 
 /** One stream's span and the context its handler runs in. */
 export class StreamTrace {
@@ -131,6 +129,8 @@ export class StreamTrace {
   readonly span: Span;
   readonly context: Context;
   #ended = false;
+  /** Call spans (`child`) started and not ended yet: a stream collected with calls that never settle ends them. */
+  #calls: Set<Span> | undefined = undefined;
 
   constructor(a: Api, t: Tracer, name: string, kind: string, parent: Context) {
     this.#api = a;
@@ -160,7 +160,9 @@ export class StreamTrace {
 
   /** A child span of this one (a task call), started now. */
   child(name: string, attributes: Attributes): Span {
-    return this.#tracer.startSpan(name, { attributes }, this.context);
+    const span = this.#tracer.startSpan(name, { attributes }, this.context);
+    (this.#calls ??= new Set()).add(span);
+    return span;
   }
 
   /** Runs `fn` in the context of `span`, a child of this one (a task call's). */
@@ -175,10 +177,31 @@ export class StreamTrace {
 
   /** Ends a call span (`child`) with its outcome. */
   endCall(span: Span, error?: { error: unknown }): void {
+    this.#calls?.delete(span);
     try {
       if (error !== undefined) this.#failed(span, error.error);
     } finally {
       span.end();
+    }
+  }
+
+  /**
+   * The stream was collected before its span ended: the span ends as cancelled, and so do its calls that never
+   * settled (nothing will settle them: what would have was collected with the stream).
+   */
+  abandoned(): void {
+    const why = 'abandoned: collected by the garbage collector';
+    this.end('cancelled', undefined, { error: why });
+    const calls = this.#calls;
+    this.#calls = undefined;
+    if (calls === undefined) return;
+    for (const span of calls) {
+      try {
+        span.setAttribute('velo.outcome', 'cancelled');
+        span.addEvent('cancelled', { 'velo.reason': why });
+      } finally {
+        span.end();
+      }
     }
   }
 

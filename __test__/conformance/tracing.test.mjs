@@ -181,3 +181,26 @@ for (const cell of cells()) {
     assert.equal(cellSpan.attributes['velo.outcome'], 'cancelled');
   });
 }
+
+test('a task stage abandoned with a call that never settles, once collected, ends the call span as cancelled too', async () => {
+  const { task } = await import('velo-stream');
+  for (const make of [
+    () => task(() => new Promise(() => {}), { idleTimeout: 0 }),
+    () => task(() => new Promise(() => {}), { idleTimeout: 0 }).pipe(task((x) => x, { idleTimeout: 0 })),
+  ]) {
+    const fn = make();
+    const t = await traced(async () => {
+      await (async () => {
+        await fn.open().send({ i: 0 });
+      })();
+      await until(
+        () => fn.stats().open === 0,
+        () => `not collected: ${JSON.stringify(fn.stats())}`,
+      );
+    });
+    const calls = t.spans.filter((s) => s.name === 'velo task call');
+    assert.equal(calls.length, 1, names(t.spans));
+    assert.equal(calls[0].attributes['velo.outcome'], 'cancelled');
+    for (const span of t.spans) assert.ok(recorder.ended.has(span), `${span.name} ended`);
+  }
+});
