@@ -38,6 +38,16 @@ async function until(check, what) {
   assert.fail(`still not: ${what}`);
 }
 
+/** Whether `ref`'s target is collected within 50 collections. (Each runs in a job of its own: a `deref()` keeps its target until its job ends.) */
+async function collected(ref) {
+  for (let i = 0; i < 50; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    globalThis.gc();
+    if (ref.deref() === undefined) return true;
+  }
+  return false;
+}
+
 test('options: checked at the call, with stable codes', () => {
   const fn = relayFn();
   const other = relayFn();
@@ -303,6 +313,29 @@ test('showValues: true shows error messages', async () => {
   }
 });
 
+test('latest errors: only the failures of the functions shown, not those of another function of the same name', async () => {
+  const relay = relayFn();
+  // Two other functions named "relay": one made apart, and one of relay's settings (as `sessions(config)` makes).
+  const namesake = relayFn();
+  const configured = relay.withConfig({ buffer: 4 });
+  const { base, close } = await listen(dashboard({ functions: [relay], interval: 100, showValues: true }));
+  const feed = await openFeed(`${base}/feed`);
+  try {
+    for (const other of [namesake, configured]) await assert.rejects(other.run(['fail']), { code: 'E_REFUSED' });
+    const own = relay.open();
+    await own.send('fail');
+    await assert.rejects(own.recv(), { code: 'E_REFUSED' });
+    const sample = await sampleWhere(feed, (x) => x.errors.length > 0, 'an error');
+    assert.deepEqual(
+      sample.errors.map((e) => [e.fn, e.id]),
+      [['relay', own.id]],
+    );
+  } finally {
+    feed.close();
+    await close();
+  }
+});
+
 test('an error whose every getter throws is listed by its kind; the feed goes on', async () => {
   const hostile = new Proxy(
     {},
@@ -557,6 +590,19 @@ test('listed weakly: an abandoned open stream of a watched function is still col
   }
   assert.ok(collected, 'the abandoned stream was collected');
   await until(() => relay.stats().open === 0, 'its slot given back');
+});
+
+test("a function's list of streams is held by the function and its dashboards only: collected with them", async () => {
+  const list = await (async () => {
+    const relay = relayFn();
+    const dash = dashboard({ functions: [relay] });
+    const failing = relay.open();
+    await failing.send('fail');
+    await assert.rejects(failing.recv(), { code: 'E_REFUSED' });
+    await dash.close();
+    return new WeakRef(relay[kWatch]());
+  })();
+  assert.equal(await collected(list), true, 'the list was collected');
 });
 
 test('HEAD of the feed is answered at once with its headers and holds no client place', async () => {

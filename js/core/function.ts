@@ -11,7 +11,7 @@ import { type StreamBody } from './body';
 import { Sessions, type Singleton } from './sessions';
 import { type Debounce, checkDebounce } from './debounce';
 import { closeUnread } from './source';
-import { StreamList, kWatch, tagStream } from './stream-list';
+import { Listing, StreamList, kWatch, tagStream } from './stream-list';
 import { type Admission, admitAtOpen, admittedHandler } from './admit';
 import { checkLimiters, refundAll } from '../limits/use';
 import type { Limiter } from '../limits/types';
@@ -66,12 +66,13 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
   abstract readonly stages: readonly SingleFn<unknown, unknown>[];
   /** Its streams ask for each input they take (a single handler's: `SessionHooks.next`). */
   abstract get [kAsksInputs](): boolean;
-  /** Its open streams, once `kWatch` asked for them (a dashboard): until then, none are listed. */
-  protected listed: StreamList | undefined;
+  /** Its name for its streams, and its list of open streams once `kWatch` asked for them (a dashboard). */
+  protected abstract readonly listing: Listing;
 
   /** Lists this function's streams from now on, and returns the list. */
   [kWatch](): StreamList {
-    return (this.listed ??= new StreamList(this.name));
+    const listing = this.listing;
+    return (listing.list ??= new StreamList());
   }
 
   open(opts?: OpenOptions): Stream<I, O> {
@@ -178,6 +179,7 @@ export type BodyFactory<I, O> = (native: NativeStream, buffer: number) => Stream
 /** A stream function of one stage: a handler, or a body made per stream (task stages). */
 class SingleFn<I, O> extends FnBase<I, O> {
   readonly name: string;
+  protected readonly listing: Listing;
   readonly config: Readonly<Required<StreamConfig>>;
   readonly #handler: StreamHandler<I, O> | { makeBody: BodyFactory<I, O>; name: string };
   readonly #native: NativeFunction;
@@ -198,6 +200,7 @@ class SingleFn<I, O> extends FnBase<I, O> {
     if (typeof handler === 'object' && handler !== null && 'makeBody' in handler) {
       this.config = resolveConfig(config, handler.name);
       this.name = this.config.name;
+      this.listing = new Listing(this.name);
       this.#handler = handler;
       this.#native = new NativeFunction(this.config.maxConcurrent);
       this.#id = this.#native.id;
@@ -217,6 +220,7 @@ class SingleFn<I, O> extends FnBase<I, O> {
     }
     this.config = resolveConfig(config, handler.name || 'anonymous');
     this.name = this.config.name;
+    this.listing = new Listing(this.name);
     this.#handler = handler;
     this.#native = new NativeFunction(this.config.maxConcurrent);
     this.#id = this.#native.id;
@@ -318,13 +322,13 @@ class SingleFn<I, O> extends FnBase<I, O> {
     const body = typeof handler === 'function' ? handler : handler.makeBody(native, buffer);
     const trace = streamTrace(this.name, typeof body === 'function' ? 'generator' : body.kind, pipeTrace);
     const sessionHooks = typeof handler === 'function' ? hooks : undefined;
-    const stream = new HandlerStream<I, O>(native, this.name, buffer, idleOn, signal);
+    const stream = new HandlerStream<I, O>(native, this.listing, buffer, idleOn, signal);
     stream[kBegin](body, sessionHooks, trace);
     if (admission !== undefined) {
       admission.stream = stream as HandlerStream<unknown, unknown>;
       if (admission.waiting) stream[kHoldIdle](true);
     }
-    this.listed?.add(stream);
+    this.listing.list?.add(stream);
     return stream;
   }
 
@@ -386,6 +390,7 @@ function checkedOverrides(config: unknown): StreamConfig {
 /** Stages run in sequence: `a.pipe(b).pipe(c)`. */
 class PipedFn<I, O> extends FnBase<I, O> {
   readonly name: string;
+  protected readonly listing: Listing;
   readonly config: Readonly<Required<StreamConfig>>;
   readonly stages: readonly SingleFn<unknown, unknown>[];
   /**
@@ -419,6 +424,7 @@ class PipedFn<I, O> extends FnBase<I, O> {
     this.#settings = settings;
     const head = stages[0];
     this.name = settings.name ?? stages.map((s) => s.name).join('|');
+    this.listing = new Listing(this.name);
     const limit = Math.min(...stages.map((s) => s.config.maxConcurrent));
     this.config = Object.freeze({
       buffer: settings.buffer ?? head.config.buffer,
@@ -493,7 +499,7 @@ class PipedFn<I, O> extends FnBase<I, O> {
       },
       trace,
     );
-    this.listed?.add(stream);
+    this.listing.list?.add(stream);
     return stream;
   }
 

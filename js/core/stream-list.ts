@@ -4,8 +4,10 @@
 // Once listed, a stream costs one WeakRef (an abandoned stream is still
 // collected), in open order, so the oldest come first; finished and collected
 // streams are swept out as the list grows (amortized, at opens) and skipped
-// when read. Failures reach the lists of the function's name from the
-// stream itself (`reportFailure`), so nothing waits on each stream's end.
+// when read. A stream holds its function's `Listing` (not the function) and
+// reports its failure there (`reportFailure`), so nothing waits on each
+// stream's end, and a failure reaches only the list of its own function,
+// never that of another function of the same name.
 import type { Stream } from '../types';
 
 /** `fn[kWatch]()`: the function's `StreamList`, made on the first call (a registered symbol: any copy of the package finds it). */
@@ -48,15 +50,23 @@ const SWEEP_SLACK = 1024;
 
 type AnyStream = Stream<never, unknown>;
 
-/** The lists of each watched function's name, for failures (a thread's streams report by their function's name). */
-const listsByName = new Map<string, StreamList[]>();
+/**
+ * What a function's streams know of it: its name, and the list of its open streams while one is kept. Each stream
+ * holds its function's listing, so a failure is reported to the list of the function that opened the stream.
+ */
+export class Listing {
+  readonly name: string;
+  /** The function's list, once `kWatch` asked for it; undefined until then (an open then costs one field check). */
+  list: StreamList | undefined = undefined;
 
-/** Called by a stream whose handler threw (`label`: its function's name). Only a failure, never an event, comes here. */
-export function reportFailure(label: string, stream: { readonly id: string }, error: unknown): void {
-  const lists = listsByName.get(label);
-  if (lists === undefined) return;
-  const failure = { at: Date.now(), id: stream.id, error };
-  for (const list of lists) list.failed(failure);
+  constructor(name: string) {
+    this.name = name;
+  }
+}
+
+/** Called by a stream whose handler threw (`listing`: its function's). Only a failure, never an event, comes here. */
+export function reportFailure(listing: Listing, stream: { readonly id: string }, error: unknown): void {
+  listing.list?.failed({ at: Date.now(), id: stream.id, error });
 }
 
 const live = (stream: AnyStream): boolean => {
@@ -70,12 +80,6 @@ export class StreamList {
   /** Streams live after the last sweep. */
   #kept = 0;
   readonly #failures: ListedFailure[] = [];
-
-  constructor(name: string) {
-    const lists = listsByName.get(name);
-    if (lists === undefined) listsByName.set(name, [this]);
-    else lists.push(this);
-  }
 
   /** Lists `stream` (just opened). */
   add(stream: AnyStream): void {

@@ -45,7 +45,7 @@ import { Extras, LENT_LATE, LENT_LISTED, NO_EXTRAS, NO_QUEUE, type Reader, type 
 import { F, S, type StateView } from './stream-state';
 import { SourcePull, kPullDetached, kPullable } from './pull';
 import { checkedIterator, checkedResult, closeSource, judgesOwnCut } from './source';
-import { reportFailure } from './stream-list';
+import { type Listing, reportFailure } from './stream-list';
 import { MAX_BATCH, type NativeStream, Push, Take, kRegister } from './native-stream';
 import {
   doneResult,
@@ -523,7 +523,8 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
   }
 
   readonly #native: NativeStream;
-  readonly #label: string;
+  /** Its function's name and list (a failure is reported there). */
+  readonly #listing: Listing;
   readonly #capacity: number;
   readonly #signal: AbortSignal | undefined;
   /** Removes the open signal's listener. */
@@ -627,10 +628,10 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
   }
 
   /** The stream's state; `kBegin` starts it (kept apart, so that opening a stream may inline this and allocate the stream in place). */
-  constructor(native: NativeStream, label: string, capacity: number, idle: boolean, signal: AbortSignal | undefined) {
+  constructor(native: NativeStream, listing: Listing, capacity: number, idle: boolean, signal: AbortSignal | undefined) {
     super();
     this.#native = native;
-    this.#label = label;
+    this.#listing = listing;
     this.#capacity = capacity;
     // (Initialized where declared, so that V8 sees a small integer from the start: a field first set to
     // undefined is stored tagged, and every bit test then checks its type.)
@@ -676,7 +677,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
 
   /** Calls the handler and starts taking its outputs (in its trace's context, if traced: see tracing.ts). */
   #startHandler(handler: StreamHandler<I, O>): void {
-    const label = this.#label;
+    const label = this.#listing.name;
     let iterator: AsyncIterator<O> | undefined;
     try {
       const iterable: unknown = handler(new HandlerInput(this), new HandlerContext(this as HandlerStream<unknown, unknown>));
@@ -1820,7 +1821,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
       return;
     }
     this.#failure = { error };
-    reportFailure(this.#label, this, error);
+    reportFailure(this.#listing, this, error);
     this[kReport](false);
     this.#commitStage();
     this.#native.handlerFailed();
@@ -2228,7 +2229,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
   }
 
   #describe(): string {
-    return `Stream ${this.id} of "${this.#label}"`;
+    return `Stream ${this.id} of "${this.#listing.name}"`;
   }
 
   #closedError(): StreamClosedError {
