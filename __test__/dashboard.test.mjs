@@ -605,6 +605,62 @@ test("a function's list of streams is held by the function and its dashboards on
   assert.equal(await collected(list), true, 'the list was collected');
 });
 
+test('close() stops listing: streams opened after it are not listed, unless another open dashboard shows the function', async () => {
+  const relay = relayFn();
+  const first = dashboard({ functions: [relay] });
+  const other = dashboard({ functions: [relay] });
+  await first.close();
+  const { base: otherBase, close: closeOther } = await listen(other);
+  const stillShown = relay.open();
+  try {
+    // `other` still shows relay: its new streams are listed.
+    assert.equal((await (await fetch(`${otherBase}/stream?fn=relay&id=${stillShown.id}`)).json()).listed, true);
+  } finally {
+    await closeOther();
+    await other.close();
+  }
+  // Neither shows it now: what it opens, and its failures, are kept by no one.
+  const unlisted = relay.open();
+  const failing = relay.open();
+  await failing.send('fail');
+  await assert.rejects(failing.recv(), { code: 'E_REFUSED' });
+  const later = dashboard({ functions: [relay], interval: 100 });
+  const listed = relay.open();
+  const { base, close } = await listen(later);
+  const feed = await openFeed(`${base}/feed`);
+  try {
+    const sample = await feed.next();
+    assert.deepEqual(
+      sample.functions[0].oldest.map((r) => r.id),
+      [listed.id],
+    );
+    assert.deepEqual(sample.errors, []);
+  } finally {
+    feed.close();
+    await Promise.all([stillShown, unlisted, listed].map((s) => s.cancel()));
+    await close();
+    await later.close();
+  }
+});
+
+test('a dashboard collected without close() stops listing too', async () => {
+  const relay = relayFn();
+  const gone = new WeakRef(dashboard({ functions: [relay] }));
+  assert.equal(await collected(gone), true, 'the dashboard was collected');
+  // Its lists are given back by a finalizer, after the collection: a few more turns for it to run.
+  for (let i = 0; i < 5; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+  const unlisted = relay.open();
+  const later = dashboard({ functions: [relay] });
+  const { base, close } = await listen(later);
+  try {
+    assert.equal((await (await fetch(`${base}/stream?fn=relay&id=${unlisted.id}`)).json()).listed, false);
+  } finally {
+    await unlisted.cancel();
+    await close();
+    await later.close();
+  }
+});
+
 test('HEAD of the feed is answered at once with its headers and holds no client place', async () => {
   const dash = dashboard({ functions: [relayFn()], maxClients: 1 });
   const { base, close } = await listen(dash);

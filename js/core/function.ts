@@ -11,7 +11,7 @@ import { type StreamBody } from './body';
 import { Sessions, type Singleton } from './sessions';
 import { type Debounce, checkDebounce } from './debounce';
 import { closeUnread } from './source';
-import { Listing, StreamList, kWatch, tagStream } from './stream-list';
+import { Listing, type StreamList, kWatch, tagStream } from './stream-list';
 import { type Admission, admitAtOpen, admittedHandler } from './admit';
 import { checkLimiters, refundAll } from '../limits/use';
 import type { Limiter } from '../limits/types';
@@ -69,10 +69,9 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
   /** Its name for its streams, and its list of open streams once `kWatch` asked for them (a dashboard). */
   protected abstract readonly listing: Listing;
 
-  /** Lists this function's streams from now on, and returns the list. */
+  /** Lists this function's streams from now on, until the list's `release()`, and returns the list. */
   [kWatch](): StreamList {
-    const listing = this.listing;
-    return (listing.list ??= new StreamList());
+    return this.listing.watch();
   }
 
   open(opts?: OpenOptions): Stream<I, O> {

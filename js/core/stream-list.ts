@@ -1,6 +1,7 @@
 // The open streams of one stream function, listed only while something asks
-// for them (a dashboard, `velo-stream/dashboard`). A function keeps no list
-// until `kWatch` is first called on it: an open then costs one field check.
+// for them (a dashboard, `velo-stream/dashboard`). A function keeps a list
+// only from `kWatch` to the last dashboard's `release()`: otherwise an open
+// costs one field check.
 // Once listed, a stream costs one WeakRef (an abandoned stream is still
 // collected), in open order, so the oldest come first; finished and collected
 // streams are swept out as the list grows (amortized, at opens) and skipped
@@ -10,7 +11,10 @@
 // never that of another function of the same name.
 import type { Stream } from '../types';
 
-/** `fn[kWatch]()`: the function's `StreamList`, made on the first call (a registered symbol: any copy of the package finds it). */
+/**
+ * `fn[kWatch]()`: the function's `StreamList`, made on the first call, for one dashboard, which calls its `release()`
+ * when done (a registered symbol: any copy of the package finds it).
+ */
 export const kWatch = Symbol.for('velo-stream.watch');
 
 /**
@@ -56,11 +60,21 @@ type AnyStream = Stream<never, unknown>;
  */
 export class Listing {
   readonly name: string;
-  /** The function's list, once `kWatch` asked for it; undefined until then (an open then costs one field check). */
+  /**
+   * The function's list while at least one dashboard shows it (from `watch()` to the last `release()`); undefined
+   * otherwise, and then an open costs one field check.
+   */
   list: StreamList | undefined = undefined;
 
   constructor(name: string) {
     this.name = name;
+  }
+
+  /** One more dashboard shows the function: its list, made now if none is kept. */
+  watch(): StreamList {
+    const list = (this.list ??= new StreamList(this));
+    list.watchers++;
+    return list;
   }
 }
 
@@ -80,6 +94,22 @@ export class StreamList {
   /** Streams live after the last sweep. */
   #kept = 0;
   readonly #failures: ListedFailure[] = [];
+  readonly #listing: Listing;
+  /** Dashboards showing the function with this list (`Listing.watch()`), not yet released. */
+  watchers = 0;
+
+  constructor(listing: Listing) {
+    this.#listing = listing;
+  }
+
+  /**
+   * A dashboard showing the function no longer does (closed, or collected unclosed). With the last one gone, the
+   * function lists no new stream and keeps no failure: a later dashboard starts a list of its own.
+   */
+  release(): void {
+    if (this.watchers === 0) return;
+    if (--this.watchers === 0 && this.#listing.list === this) this.#listing.list = undefined;
+  }
 
   /** Lists `stream` (just opened). */
   add(stream: AnyStream): void {

@@ -596,6 +596,11 @@ export class Sampler {
     this.#showValues = showValues;
   }
 
+  /** The functions' lists, for `releaseLists` once the dashboard is done with them. */
+  get lists(): StreamList[] {
+    return this.#fns.map((w) => w.list);
+  }
+
   sample(now = Date.now()): Sample {
     const functions = this.#fns.map((w) => w.sample(now, this.#scan));
     const workers = this.#workers.map((w): WorkerSample => {
@@ -654,6 +659,18 @@ export class Sampler {
       if (s !== undefined) return { fn, ...row(s, Date.now(), w.labels) };
     }
     return undefined;
+  }
+}
+
+/**
+ * Gives back lists a dashboard took (`kWatch`): a function no other dashboard shows then lists no new stream. Each
+ * list is given back once per dashboard (`close()`, or the dashboard's collection if it was never closed).
+ */
+export function releaseLists(lists: readonly StreamList[]): void {
+  for (const list of lists) {
+    // A function of an older copy of the package has lists without `release`: they stay, as they did there.
+    const release = (list as { release?: unknown }).release;
+    if (typeof release === 'function') release.call(list);
   }
 }
 

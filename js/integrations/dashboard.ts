@@ -20,7 +20,7 @@ import type { Worker } from '../durable/engine/worker';
 import { isLimiter } from '../limits/use';
 import type { Limiter } from '../limits/types';
 import { integerOption } from '../validate';
-import { type AnyFn, Sampler } from './dashboard-sample';
+import { type AnyFn, Sampler, releaseLists } from './dashboard-sample';
 import { Fleet, type FleetOptions } from './dashboard-fleet';
 
 export type {
@@ -60,7 +60,7 @@ export type { LimiterDescription } from '../limits/describe';
 
 /** Options of `dashboard()`. */
 export interface DashboardOptions {
-  /** The stream functions to show (read once). Their open streams are listed from this call on. */
+  /** The stream functions to show (read once). Their open streams are listed from this call on, until `close()`. */
   functions?: Iterable<AnyFn>;
   /**
    * The workers to show (read once): of `velo-stream/redis` or `velo-stream/postgres`, mixed as needed. Each has a
@@ -120,7 +120,8 @@ export interface DashboardHandler {
   readonly clients: number;
   /**
    * Stops sampling and publishing, and with a fleet, leaves it (its sample is removed from the store). Feeds open
-   * now are ended. Idempotent. Needed only with `fleet`: otherwise nothing runs while no page is open.
+   * now are ended, and the functions' new streams are no longer listed (unless another open dashboard shows them).
+   * Idempotent. Needed with `fleet`; otherwise a dashboard dropped unclosed stops listing once collected.
    */
   close(): Promise<void>;
 }
@@ -251,6 +252,9 @@ function limiterName(limiter: object, names: WeakMap<object, string>): string | 
   names.set(limiter, name);
   return name;
 }
+
+/** A dashboard collected without `close()` gives back its functions' lists then (the held value: those lists). */
+const unclosed = new FinalizationRegistry(releaseLists);
 
 /**
  * A live dashboard of `functions`, `workers` and `limiters`: a request handler serving one page and its feed. Mount it
@@ -478,10 +482,13 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
     (closing ??= (async () => {
       closed = true;
       stop();
+      // Its functions' new streams are no longer listed (unless another dashboard shows them).
+      if (unclosed.unregister(handler)) releaseLists(sampler.lists);
       for (const res of clients) res.end();
       clients.clear();
       await fleet?.leave();
     })());
+  unclosed.register(handler, sampler.lists, handler);
   Object.defineProperties(handler, {
     fastify: { value: fastify, enumerable: true },
     clients: { get: () => clients.size, enumerable: true },
