@@ -3,6 +3,7 @@
 // Authorization header, and what a result that cannot be sent becomes (403).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { streamFn } from 'velo-stream';
 import { basicAuth, dashboard } from 'velo-stream/dashboard';
 import { listen } from './helpers/dashboard-feed.mjs';
@@ -110,6 +111,75 @@ test('authorize may answer { status: 401, headers } (a promise of it too); a res
       assert.equal(res.status, 403, c);
       assert.equal(res.headers.get('set-cookie'), null, c);
     }
+  } finally {
+    await close();
+  }
+});
+
+/** A GET of `path` on a connection of its own, read to its end: the status line, the header lines as [name, value], the body. */
+function rawGet(base, path) {
+  const { hostname, port } = new URL(base);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(port), hostname, () =>
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`),
+    );
+    let text = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk) => (text += chunk));
+    socket.on('error', reject);
+    socket.on('end', () => {
+      const at = text.indexOf('\r\n\r\n');
+      const [status, ...lines] = text.slice(0, at).split('\r\n');
+      const headers = lines.map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]);
+      resolve({ status, headers, body: text.slice(at + 4) });
+    });
+  });
+}
+
+test("authorize's headers cannot frame the answer or steer the connection: those are dropped, the challenge is kept", async () => {
+  const dash = dashboard({
+    functions: [relay],
+    authorize: () => ({
+      status: 401,
+      headers: {
+        'WWW-Authenticate': 'Bearer realm="ops"',
+        'Transfer-Encoding': 'chunked',
+        'Content-Length': '0',
+        Connection: 'keep-alive',
+        'Keep-Alive': 'timeout=600',
+        Upgrade: 'h2c',
+        TE: 'trailers',
+        Trailer: 'x-after',
+        'Proxy-Connection': 'keep-alive',
+      },
+    }),
+  });
+  const { base, close } = await listen(dash);
+  try {
+    const res = await rawGet(base, '/page.js');
+    assert.equal(res.status, 'HTTP/1.1 401 Unauthorized');
+    const framing = [
+      'transfer-encoding',
+      'content-length',
+      'connection',
+      'keep-alive',
+      'upgrade',
+      'te',
+      'trailer',
+      'proxy-connection',
+    ];
+    assert.deepEqual(
+      res.headers.filter(([name]) => framing.includes(name)),
+      [
+        ['content-length', '13'],
+        ['connection', 'close'],
+      ],
+    );
+    assert.deepEqual(
+      res.headers.find(([name]) => name === 'www-authenticate'),
+      ['www-authenticate', 'Bearer realm="ops"'],
+    );
+    assert.equal(res.body, 'Unauthorized\n');
   } finally {
     await close();
   }

@@ -52,7 +52,11 @@ export type AuthorizeResult = boolean | AuthorizeRefusal;
 export interface AuthorizeRefusal {
   /** 401 (with `headers`), or 403. */
   readonly status: 401 | 403;
-  /** With 401: headers of the answer, such as `WWW-Authenticate` (the dashboard's own security headers are kept). */
+  /**
+   * With 401: headers of the answer, such as `WWW-Authenticate` (the dashboard's own security headers are kept, and
+   * those that frame the answer or steer the connection, `Content-Length`, `Transfer-Encoding`, `Connection` and
+   * the like, are dropped).
+   */
   readonly headers?: Readonly<Record<string, string>>;
 }
 export type { ThreadLoads } from '../worker/index';
@@ -498,8 +502,25 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
 }
 
 /**
+ * Headers that frame the answer or concern the connection (RFC 9110 7.6.1, RFC 9112 6): the dashboard's and Node's
+ * to set, never `authorize`'s. Given with both a length and a chunked coding, an answer is read apart differently
+ * by a proxy and by the client.
+ */
+const FRAMING = new Set([
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'upgrade',
+  'te',
+  'trailer',
+]);
+
+/**
  * Answers a request `authorize` did not allow: 401 with the headers it gave (a challenge), else 403. Only a
- * header whose name and value Node accepts is sent; a result it cannot send is a 403.
+ * header whose name and value Node accepts is sent (a result it cannot send is a 403), and never one of `FRAMING`
+ * (dropped).
  */
 function refuse(res: ServerResponse, result: unknown): void {
   const r = result as { status?: unknown; headers?: unknown } | null;
@@ -507,7 +528,10 @@ function refuse(res: ServerResponse, result: unknown): void {
   const headers: Record<string, string> = {};
   try {
     if (typeof r.headers === 'object' && r.headers !== null) {
-      for (const [name, value] of Object.entries(r.headers)) if (typeof value === 'string') headers[name.toLowerCase()] = value;
+      for (const [name, value] of Object.entries(r.headers)) {
+        const key = name.toLowerCase();
+        if (typeof value === 'string' && !FRAMING.has(key)) headers[key] = value;
+      }
     }
     for (const [name, value] of Object.entries(headers)) {
       validateHeaderName(name);
