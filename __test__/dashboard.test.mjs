@@ -434,6 +434,37 @@ test("a stream's figures by id (drill-down): bounded parameters, and a finished 
   }
 });
 
+test("a function's name over 200 characters is shown cut, in samples and errors alike, and the drill-down finds the function by it", async () => {
+  const name = 'n'.repeat(1_000_000);
+  const shown = `${'n'.repeat(199)}…`;
+  const long = relayFn({ name });
+  // Names cut alike are one name on the page: two such functions are refused as two of one name are.
+  assert.throws(() => dashboard({ functions: [long, relayFn({ name: `${name}x` })] }), { code: 'ERR_INVALID_ARG_VALUE' });
+  const { base, close } = await listen(dashboard({ functions: [long], interval: 100 }));
+  const open = long.open();
+  const failing = long.open();
+  const feed = await openFeed(`${base}/feed`);
+  try {
+    await failing.send('fail');
+    await assert.rejects(failing.recv(), { code: 'E_REFUSED' });
+    const sample = await sampleWhere(feed, (x) => x.errors.length > 0, 'the error');
+    assert.equal(sample.functions[0].name, shown);
+    assert.deepEqual(
+      sample.errors.map((e) => e.fn),
+      [shown],
+    );
+    assert.ok(JSON.stringify(sample).length < 5_000, 'a sample holds the name as shown only');
+    const res = await fetch(`${base}/stream?fn=${encodeURIComponent(shown)}&id=${open.id}`);
+    assert.equal(res.status, 200);
+    const body = await res.json();
+    assert.deepEqual([body.fn, body.id, body.listed], [shown, open.id, true]);
+  } finally {
+    feed.close();
+    await open.cancel();
+    await close();
+  }
+});
+
 /** A GET of `path` exactly as given (fetch() would resolve its dot segments first): the status. */
 function rawStatus(base, path) {
   return new Promise((resolve, reject) => {

@@ -26,6 +26,14 @@ const TOP = 5;
 const ERRORS = 20;
 /** The longest label shown, UTF-16 code units (a longer one is cut, with `…`). */
 export const MAX_LABEL = 200;
+/**
+ * The longest function name shown, UTF-16 code units: a longer one is cut, with `…`, in samples, error rows and the
+ * drill-down alike, which finds the function by the name shown (no longer than a drill-down may name).
+ */
+export const MAX_NAME = 200;
+
+/** A function's name as a dashboard shows it (and a drill-down names it). */
+export const shownName = (name: string): string => cutText(name, MAX_NAME);
 
 /** One stream as the dashboard lists it: figures only, never events, outputs or keys (unless `showKeys`). */
 export interface StreamRow {
@@ -58,7 +66,7 @@ export interface StreamRow {
 
 /** One function's figures in a sample; rates are per second since the previous sample (0 in a page's first). */
 export interface FnSample {
-  /** The function's name. */
+  /** The function's name, 200 characters at most (a longer one is cut, its last character `…`). */
   name: string;
   /** Streams open now. */
   open: number;
@@ -227,7 +235,7 @@ export interface LimiterFailure {
 export interface ErrorRow {
   /** When its handler threw, ms since the Unix epoch. */
   at: number;
-  /** Its function's name. */
+  /** Its function's name, as `FnSample.name` shows it. */
   fn: string;
   /** The stream's id. */
   id: string;
@@ -333,6 +341,8 @@ function codeOf(error: unknown): string {
 /** One function's state across samples. */
 class FnWatch {
   readonly fn: AnyFn;
+  /** Its name as shown (`shownName`), read once. */
+  readonly name: string;
   readonly list: StreamList;
   readonly labels: Labels;
   /** Where the scan of the open streams goes on next sample (round robin). */
@@ -342,6 +352,7 @@ class FnWatch {
 
   constructor(fn: AnyFn, labels: Labels) {
     this.fn = fn;
+    this.name = shownName(fn.name);
     this.list = (fn as unknown as { [kWatch](): StreamList })[kWatch]();
     this.labels = labels;
   }
@@ -418,7 +429,7 @@ class FnWatch {
       retries: task?.retries ?? 0,
     };
     return {
-      name: fn.name,
+      name: this.name,
       open: stats.open,
       opened: rate(counts.opened, prev?.counts.opened),
       completed: rate(counts.completed, prev?.counts.completed),
@@ -631,7 +642,7 @@ export class Sampler {
       .flatMap((w) =>
         w.list.failures.map((f): ErrorRow => ({
           at: f.at,
-          fn: w.fn.name,
+          fn: w.name,
           id: f.id,
           code: codeOf(f.error),
           ...(this.#showValues && { message: messageOf(f.error) }),
@@ -651,10 +662,10 @@ export class Sampler {
     };
   }
 
-  /** One listed stream of the function named `fn`, now; undefined when it is not listed (finished, collected, unknown). */
+  /** One listed stream of the function shown as `fn`, now; undefined when it is not listed (finished, collected, unknown). */
   stream(fn: string, id: string): (StreamRow & { fn: string }) | undefined {
     for (const w of this.#fns) {
-      if (w.fn.name !== fn) continue;
+      if (w.name !== fn) continue;
       const s = w.list.get(id);
       if (s !== undefined) return { fn, ...row(s, Date.now(), w.labels) };
     }

@@ -20,7 +20,7 @@ import type { Worker } from '../durable/engine/worker';
 import { isLimiter } from '../limits/use';
 import type { Limiter } from '../limits/types';
 import { integerOption } from '../validate';
-import { type AnyFn, Sampler, releaseLists } from './dashboard-sample';
+import { type AnyFn, MAX_NAME, Sampler, releaseLists, shownName } from './dashboard-sample';
 import { Fleet, type FleetOptions } from './dashboard-fleet';
 
 export type {
@@ -159,8 +159,8 @@ const KEYS = [
 ];
 /** A feed client whose unread data passes this is dropped (it stopped reading). */
 const MAX_UNREAD = 1 << 20;
-/** The longest `fn` or `id` a stream request may name. */
-const MAX_NAME = 200;
+/** The longest `fn` or `id` a stream request may name: a function's name as shown, cut to `MAX_NAME`, fits. */
+const MAX_PARAM = MAX_NAME;
 
 /** The files of the page, relative to this module's directory: route -> [file, content type]. */
 const FILES: Record<string, [string, string]> = {
@@ -278,7 +278,8 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
     options.functions,
     'stream functions (from streamFn, task, batch, workerFn, pipe)',
     (x) => typeof (x as { [kTotals]?: unknown } | null)?.[kTotals] === 'function',
-    (f) => f.name,
+    // By the name shown: two functions whose names are cut alike would be one on the page.
+    (f) => shownName(f.name),
   );
   // `redisWorkers`: the old name of `workers`, kept one release.
   if (options.workers !== undefined && options.redisWorkers !== undefined) {
@@ -403,7 +404,7 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
   const stream = (url: URL, res: ServerResponse) => {
     const fn = url.searchParams.get('fn') ?? '';
     const id = url.searchParams.get('id') ?? '';
-    if (fn === '' || id === '' || fn.length > MAX_NAME || id.length > MAX_NAME) {
+    if (fn === '' || id === '' || fn.length > MAX_PARAM || id.length > MAX_PARAM) {
       return end(res, 400, 'Give a function and a stream: stream?fn=<name>&id=<stream id>\n');
     }
     const found = sampler.stream(fn, id);
