@@ -2,14 +2,23 @@
 // epoch (a whole number) or an ISO 8601 date-time with its zone, and refuses every other form (Date.parse would
 // read them as this machine's local time, or roll an impossible day over) with exit 2 and the forms it takes; a
 // Redis address nothing listens on exits 2 at once with the connection's error, as a Postgres one does (node-redis
-// would reconnect without end). No server is started: the addresses are of a port found closed.
+// would reconnect without end). No server is started: the addresses are of a port found closed. `run --max-bytes`
+// bounds a recording read from a pipe: refused at the first byte past the bound, never read to the pipe's end.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { start } from './helpers/child.mjs';
 import { freePort } from './helpers/free-port.mjs';
 
 const CLI = fileURLToPath(new URL('../dist/replay-cli.js', import.meta.url));
+const HANDLER = fileURLToPath(new URL('./fixtures/replay-handlers.mjs', import.meta.url));
+/** A recording of no session, as a file's text. */
+const EMPTY_RECORDING = JSON.stringify({ format: 'velo-stream-recording', version: 1, name: 'x', partitions: 1, parts: [] });
 
 /** Runs velo-replay; exit status 2 and stderr matching `expected` asserted. Its stderr. */
 async function fails(args, expected, timeout = 20_000) {
@@ -81,4 +90,47 @@ test('a Redis address nothing listens on: export and run exit 2 at once with the
     await fails(args, /^velo-replay: ECONNREFUSED: connect ECONNREFUSED 127\.0\.0\.1:\d+\n$/, 15_000);
     assert.ok(performance.now() - began < 10_000, `${args[0]} exited at its first failed connection`);
   }
+});
+
+test('run --max-bytes bounds what is read from a pipe: refused at the first byte past the bound, never read to its end', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'velo-replay-args-'));
+  const fifo = join(dir, 'recording.fifo');
+  execFileSync('mkfifo', [fifo]);
+  // Opened for reading and writing: the open does not wait for a reader, and the pipe never ends while it is open,
+  // so only a read that stops at the bound lets the command exit.
+  const writer = await open(fifo, 'r+');
+  try {
+    await writer.write(Buffer.alloc(4096, 0x20));
+    await fails(
+      ['run', '--handler', HANDLER, '--recording', fifo, '--max-bytes', '1000'],
+      /^velo-replay: ERR_VELO_RECORDING_TOO_LARGE: .*recording\.fifo holds 1001 bytes or more, more than --max-bytes \(1000\)\n$/,
+    );
+  } finally {
+    await writer.close();
+  }
+  // A pipe of exactly --max-bytes is read whole and replayed; one byte less is refused by the same rule.
+  const file = join(dir, 'empty.json');
+  writeFileSync(file, EMPTY_RECORDING);
+  const size = Buffer.byteLength(EMPTY_RECORDING);
+  const piped = (maxBytes) => [
+    '-c',
+    'cat "$1" | "$2" "$3" run --handler "$4" --recording /dev/stdin --max-bytes "$5"',
+    'sh',
+    file,
+    process.execPath,
+    CLI,
+    HANDLER,
+    String(maxBytes),
+  ];
+  const ok = await start(piped(size), { command: 'sh', timeout: 20_000 }).finished();
+  assert.equal(ok.stdout, 'OK: 0 recorded sessions in 0 partitions replayed (0 events): 0 the same, 0 differences\n');
+  assert.equal(ok.stderr, '');
+  await start(piped(size - 1), {
+    command: 'sh',
+    code: 2,
+    timeout: 20_000,
+    expectStderr: new RegExp(
+      `^velo-replay: ERR_VELO_RECORDING_TOO_LARGE: /dev/stdin holds ${size} bytes or more, more than --max-bytes \\(${size - 1}\\)\\n$`,
+    ),
+  }).finished();
 });

@@ -2,7 +2,7 @@
 // velo-replay: the replay test before a deploy, as a command for CI. `export` writes a function's recorded sessions
 // from Redis or Postgres to a file; `run` replays a handler module over a recording (a file, or read from Redis or
 // Postgres at once) and prints every difference, exiting 1 when there is one (0: none; 2: the command could not run).
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -240,18 +240,43 @@ function fromServer(values: Values): Promise<Recording> | null {
   return null;
 }
 
+/**
+ * The bytes of `path`, never more than `maxBytes` of them in memory: a regular file over the bound is refused by its
+ * size before any read, and any file (a pipe, a FIFO, a device, a file still growing) is refused at its first byte
+ * past the bound.
+ */
+function readBounded(path: string, maxBytes: number): Buffer {
+  const fd = openSync(path, 'r');
+  try {
+    const stat = fstatSync(fd);
+    if (stat.isFile() && stat.size > maxBytes)
+      throw recordingTooLargeError(`${path} is ${stat.size} bytes, more than --max-bytes (${maxBytes})`);
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      // (Reads at most one byte past the bound: that byte is what proves the source longer than it.)
+      const chunk = Buffer.allocUnsafe(Math.min(1 << 20, maxBytes + 1 - total));
+      const n = readSync(fd, chunk, 0, chunk.length, null);
+      if (n === 0) break;
+      total += n;
+      if (total > maxBytes)
+        throw recordingTooLargeError(`${path} holds ${maxBytes + 1} bytes or more, more than --max-bytes (${maxBytes})`);
+      chunks.push(n === chunk.length ? chunk : chunk.subarray(0, n));
+    }
+    return Buffer.concat(chunks, total);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** The recording of `run`: the file (read within `--max-bytes`), or read from Redis or Postgres. */
 async function recordingOf(values: Values): Promise<Recording> {
   if (values.recording !== undefined) {
     if (values.redis !== undefined || values.postgres !== undefined)
       throw invalidValue('give either --recording or a server (--redis, --postgres), not both');
     const maxBytes = count(values, 'max-bytes', MAX_BYTES) as number;
-    const size = statSync(values.recording).size;
-    // (Before reading it: a file too large is refused without its bytes in memory.)
-    if (size > maxBytes) {
-      throw recordingTooLargeError(`${values.recording} is ${size} bytes, more than --max-bytes (${maxBytes})`);
-    }
-    return parseRecording(readFileSync(values.recording), { maxBytes, maxEntries: count(values, 'max-entries', MAX_ENTRIES) });
+    const bytes = readBounded(values.recording, maxBytes);
+    return parseRecording(bytes, { maxBytes, maxEntries: count(values, 'max-entries', MAX_ENTRIES) });
   }
   const read = fromServer(values);
   if (read === null) throw invalidValue('run needs --recording <file>, --redis <url> or --postgres <connection string>');
