@@ -275,6 +275,24 @@ test('recordings that are not one, or too large, are refused with stable codes, 
   assert.throws(() => checkRecording(good, { maxEntries: 1 }), { code: 'ERR_VELO_RECORDING_TOO_LARGE', message: /more than maxEntries \(1\)/ });
 });
 
+test('formatReplayReport refuses what is not a report with ERR_INVALID_ARG_TYPE, naming what is missing', () => {
+  const report = { ok: true, summary: { partitions: 0 }, differences: [], notReplayable: [], unverified: [] };
+  const refused = (value, message) =>
+    assert.throws(() => formatReplayReport(value), (error) => {
+      assert.ok(error instanceof TypeError);
+      assert.equal(error.code, 'ERR_INVALID_ARG_TYPE');
+      assert.match(error.message, message);
+      return true;
+    });
+  refused(undefined, /^formatReplayReport\(\) takes the report replayRecording\(\) resolves with, not type undefined \(undefined\)$/);
+  refused({}, /^formatReplayReport\(\) takes the report replayRecording\(\) resolves with: its summary is missing$/);
+  refused({ ...report, differences: undefined }, /: its differences is missing$/);
+  refused({ ...report, unverified: {} }, /: its unverified is an instance of Object$/);
+  // eslint-disable-next-line no-sparse-arrays
+  refused({ ...report, notReplayable: [, {}] }, /: its notReplayable\[0\] is missing$/);
+  refused({ ...report, differences: [null] }, /: its differences\[0\] is null$/);
+});
+
 test('velo-replay refuses a malformed or too large file with its code on stderr and exit status 2', async () => {
   await recorded$();
   const bad = join(dir, 'bad.json');

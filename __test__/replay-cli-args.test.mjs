@@ -4,14 +4,15 @@
 // Redis address nothing listens on exits 2 at once with the connection's error, as a Postgres one does (node-redis
 // would reconnect without end). No server is started: the addresses are of a port found closed. `run --max-bytes`
 // bounds a recording read from a pipe: refused at the first byte past the bound, never read to the pipe's end.
+// `--handler` takes a path with a `#` in it, and a module that throws while loading exits 2 with a code.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { start } from './helpers/child.mjs';
 import { freePort } from './helpers/free-port.mjs';
 
@@ -133,4 +134,58 @@ test('run --max-bytes bounds what is read from a pipe: refused at the first byte
       `^velo-replay: ERR_VELO_RECORDING_TOO_LARGE: /dev/stdin holds ${size} bytes or more, more than --max-bytes \\(${size - 1}\\)\\n$`,
     ),
   }).finished();
+});
+
+test('--handler: a path with a # is the module when a file is there; else the text after its last # names the export', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'velo-replay-args-'));
+  const nested = join(dir, 'dir#1');
+  mkdirSync(nested);
+  const module = join(nested, 'cart.mjs');
+  writeFileSync(module, `export { default, changedOutput } from ${JSON.stringify(pathToFileURL(HANDLER).href)};\n`);
+  const recording = join(dir, 'empty.json');
+  writeFileSync(recording, EMPTY_RECORDING);
+  const OK = 'OK: 0 recorded sessions in 0 partitions replayed (0 events): 0 the same, 0 differences\n';
+  for (const spec of [module, `${module}#default`, `${module}#changedOutput`]) {
+    const { stdout, stderr } = await start([CLI, 'run', '--handler', spec, '--recording', recording], {
+      timeout: 20_000,
+    }).finished();
+    assert.equal(stdout, OK, spec);
+    assert.equal(stderr, '', spec);
+  }
+  await fails(
+    ['run', '--handler', `${module}#nothing`, '--recording', recording],
+    /^velo-replay: ERR_INVALID_ARG_VALUE: --handler: .*dir#1\/cart\.mjs has no export named "nothing"\n$/,
+  );
+});
+
+test('--handler: a module that throws while loading exits 2 with a code, whatever it threw', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'velo-replay-args-'));
+  const recording = join(dir, 'empty.json');
+  writeFileSync(recording, EMPTY_RECORDING);
+  const thrower = (name, statement) => {
+    const path = join(dir, name);
+    writeFileSync(path, `${statement}\nexport default 1;\n`);
+    return path;
+  };
+  const cases = [
+    [
+      thrower('string.mjs', "throw 'a string';"),
+      /^velo-replay: ERR_INVALID_ARG_VALUE: --handler: the module .*string\.mjs threw while loading: a string\n$/,
+    ],
+    [
+      thrower('number.mjs', 'throw 42;'),
+      /^velo-replay: ERR_INVALID_ARG_VALUE: --handler: the module .*number\.mjs threw while loading: 42\n$/,
+    ],
+    [
+      thrower('null-proto.mjs', 'throw Object.create(null);'),
+      /^velo-replay: ERR_INVALID_ARG_VALUE: --handler: the module .*null-proto\.mjs threw while loading: an instance of Object\n$/,
+    ],
+    [
+      thrower('plain-error.mjs', "throw new RangeError('boom');"),
+      /^velo-replay: ERR_INVALID_ARG_VALUE: --handler: the module .*plain-error\.mjs threw while loading: RangeError: boom\n$/,
+    ],
+    // An error with a code of its own keeps it.
+    [thrower('coded.mjs', "throw Object.assign(new Error('boom'), { code: 'E_MINE' });"), /^velo-replay: E_MINE: boom\n$/],
+  ];
+  for (const [path, expected] of cases) await fails(['run', '--handler', path, '--recording', recording], expected);
 });

@@ -2,7 +2,7 @@
 // velo-replay: the replay test before a deploy, as a command for CI. `export` writes a function's recorded sessions
 // from Redis or Postgres to a file; `run` replays a handler module over a recording (a file, or read from Redis or
 // Postgres at once) and prints every difference, exiting 1 when there is one (0: none; 2: the command could not run).
-import { closeSync, fstatSync, openSync, readSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -14,7 +14,7 @@ import { formatReplayReport } from './durable/testing/replay-compare';
 import { postgresRecording } from './postgres/clients/recording';
 import type { PgPoolLike } from './postgres/log/sql';
 import type { StreamFn } from './types';
-import { invalidValue, peerMissingError, recordingTooLargeError } from './errors';
+import { describe, invalidValue, peerMissingError, recordingTooLargeError } from './errors';
 
 /**
  * A real `import()`: TypeScript compiles `import()` to `require()` for CommonJS output, which cannot load an ES
@@ -287,13 +287,33 @@ async function recordingOf(values: Values): Promise<Recording> {
 const TS_LOAD_CODES =
   /^ERR_(UNKNOWN_FILE_EXTENSION|UNSUPPORTED_TYPESCRIPT_SYNTAX|UNSUPPORTED_NODE_MODULES_TYPE_STRIPPING|INVALID_TYPESCRIPT_SYNTAX)$/;
 
+/**
+ * `--handler`'s module path and export name. The whole text is the path when a file is there (`./dir#1/cart.mjs`);
+ * else the text after its last `#` names the export (`./cart.mjs#cart`, `./dir#1/cart.mjs#cart`); without a `#`,
+ * the export is `default`.
+ */
+function handlerSpec(spec: string): [path: string, name: string] {
+  const hash = spec.lastIndexOf('#');
+  if (hash <= 0 || existsSync(resolve(spec))) return [spec, 'default'];
+  return [spec.slice(0, hash), spec.slice(hash + 1)];
+}
+
+/** A thrown value as text: an error's name and message, a string as it is, anything else as `String()` gives it. */
+function thrownText(thrown: unknown): string {
+  try {
+    if (thrown instanceof Error) return `${thrown.name}: ${thrown.message}`;
+    return typeof thrown === 'string' ? thrown : String(thrown);
+  } catch {
+    return describe(thrown);
+  }
+}
+
 /** The handler module's stream function and its replay options. */
 async function handlerOf(
   spec: string,
   extra: string | undefined,
 ): Promise<{ fn: StreamFn<unknown, unknown>; options: ReplayOptions }> {
-  const hash = spec.lastIndexOf('#');
-  const [path, name] = hash > 0 ? [spec.slice(0, hash), spec.slice(hash + 1)] : [spec, 'default'];
+  const [path, name] = handlerSpec(spec);
   let mod: Record<string, unknown>;
   try {
     mod = await importModule(pathToFileURL(resolve(path)).href);
@@ -305,7 +325,9 @@ async function handlerOf(
         `--handler: Node could not load the TypeScript module ${path} (${code}). Run velo-replay with a loader: NODE_OPTIONS="--import tsx" velo-replay run ... (npm i -D tsx), or give --handler the compiled .js`,
         error,
       );
-    throw error;
+    // Every failure leaves with a code: Node's or the module's own, else this one with what was thrown as `cause`.
+    if (typeof code === 'string') throw error;
+    throw invalidValue(`--handler: the module ${path} threw while loading: ${thrownText(error)}`, error);
   }
   // A module compiled to CommonJS from ESM syntax (TypeScript through a loader, in a CommonJS package): its
   // exports are `module.exports`, marked `__esModule`, which import() gives as `default`.

@@ -5,6 +5,7 @@
 import type { Codec } from '../common/codec';
 import type { HandlerFailure } from '../common/outputs';
 import { type RecordedOutput, type RecordedPartition, type Recording, compareIds, splitSid } from '../common/recording';
+import { describe, invalidType } from '../../errors';
 
 /** An output as the report shows it: decoded by the codec, a failure, or its bytes when the codec cannot decode them. */
 export interface ReplayOutput<O = unknown> {
@@ -411,8 +412,35 @@ function brief(o: ReplayOutput | undefined): string {
 const endText = (e: ReplayEnd | null | undefined) =>
   e === null || e === undefined ? 'not ended' : `${e.reason} after ${e.last === '' ? '(unknown)' : e.last}`;
 
-/** A replay report as text for a terminal or a CI log: the counts, then one line per difference and per session not replayed. */
+const isObject = (value: unknown): value is object => value !== null && typeof value === 'object';
+
+/**
+ * Refuses what is not a report of `replayRecording`: an object with a `summary` object and arrays of objects as
+ * `differences`, `notReplayable` and `unverified` (what formatting reads without a further check).
+ */
+function checkReport(report: unknown): asserts report is ReplayReport {
+  const what = (field: string, value: unknown) =>
+    invalidType(
+      `formatReplayReport() takes the report replayRecording() resolves with: its ${field} is ${value === undefined ? 'missing' : describe(value)}`,
+    );
+  if (!isObject(report))
+    throw invalidType(`formatReplayReport() takes the report replayRecording() resolves with, not ${describe(report)}`);
+  const r = report as Record<string, unknown>;
+  if (!isObject(r.summary)) throw what('summary', r.summary);
+  for (const field of ['differences', 'notReplayable', 'unverified']) {
+    const list = r[field];
+    if (!Array.isArray(list)) throw what(field, list);
+    const bad = (list as unknown[]).findIndex((item) => !isObject(item));
+    if (bad >= 0) throw what(`${field}[${bad}]`, (list as unknown[])[bad]);
+  }
+}
+
+/**
+ * A replay report as text for a terminal or a CI log: the counts, then one line per difference and per session not replayed.
+ * @throws {TypeError} `ERR_INVALID_ARG_TYPE` for what is not a report of `replayRecording`.
+ */
 export function formatReplayReport(report: ReplayReport): string {
+  checkReport(report);
   const s = report.summary;
   const lines = [
     `${report.ok ? 'OK' : 'DIFFERENT'}: ${s.sessions} recorded sessions in ${s.partitions} partitions replayed (${s.events} events): ` +
