@@ -39,6 +39,11 @@ test('registerLimiterMetrics exports permits in use, waiters, admitted, rejected
     code: 'ERR_INVALID_ARG_VALUE',
   });
   assert.throws(() => registerLimiterMetrics(new Registry(), [{}]), { code: 'ERR_INVALID_ARG_TYPE' });
+  // A name with a lone surrogate would be U+FFFD on the wire, the label of other names too.
+  assert.throws(() => registerLimiterMetrics(new Registry(), [l, limiter({ concurrency: 1, name: 'api\uD800' })]), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: /^The limiter name "api\\ud800" has a lone surrogate/,
+  });
 });
 
 test('a grant given back unused stays in admitted_total (a counter never goes down) and counts in refunded_total', async () => {

@@ -157,6 +157,85 @@ test('one series per function: the same function twice is one series, two functi
   assert.equal(samples(await live.metrics()).get('velo_events_in_total{fn="anonymous"}'), 2);
 });
 
+test('names that are not well-formed text are refused: a lone surrogate is U+FFFD on the wire, one name with others', async () => {
+  const named = (name) =>
+    streamFn(
+      async function* (events) {
+        for await (const e of events) yield e;
+      },
+      { name },
+    );
+  const refusedAt = (code, name) => (e) =>
+    e instanceof TypeError &&
+    e.code === code &&
+    e.message.startsWith(`The stream function name ${JSON.stringify(name)} has a lone surrogate`);
+  for (const name of ['pay\uD800', 'pay\uDC00', '\uDC00\uD800'])
+    assert.throws(
+      () => registerStreamMetrics(new Registry(), [named('pay'), named(name)]),
+      refusedAt('ERR_INVALID_ARG_VALUE', name),
+    );
+  // Well-formed names are taken, U+FFFD and a pair of surrogates (one character) included: each is one series.
+  const registry = new Registry();
+  registerStreamMetrics(registry, [named('pay'), named('pay\uFFFD'), named('pay\uD83D\uDE00')]);
+  const wire = Buffer.from(await registry.metrics(), 'utf8').toString('utf8');
+  assert.deepEqual(
+    wire.split('\n').filter((l) => l.startsWith('velo_streams_open{')),
+    ['velo_streams_open{fn="pay"} 0', 'velo_streams_open{fn="pay\uFFFD"} 0', 'velo_streams_open{fn="pay\uD83D\uDE00"} 0'],
+  );
+  // Listed by a function: the scrape that meets one is rejected.
+  const listed = [named('pay')];
+  const live = new Registry();
+  registerStreamMetrics(live, () => listed);
+  listed.push(named('pay\uD800'));
+  await assert.rejects(live.metrics(), refusedAt('ERR_INVALID_RETURN_VALUE', 'pay\uD800'));
+});
+
+test('a registry that holds one of the names already: refused with a code, and none of the metrics is registered', async () => {
+  const { Counter } = await import('prom-client');
+  const { limiter } = await import('velo-stream');
+  const { registerLimiterMetrics, registerRedisWorkerMetrics, registerWorkerMetrics } = await import('velo-stream/prometheus');
+  const fn = streamFn(async function* f(events) {
+    for await (const e of events) yield e;
+  });
+  const registry = new Registry();
+  new Counter({ name: 'velo_events_in_total', help: 'mine', registers: [registry] });
+  const names = async () => (await registry.getMetricsAsJSON()).map((m) => m.name);
+  assert.throws(() => registerStreamMetrics(registry, [fn]), {
+    name: 'TypeError',
+    code: 'ERR_INVALID_ARG_VALUE',
+    message:
+      'registerStreamMetrics(): the registry holds a metric named "velo_events_in_total" already: nothing was registered. Give another opts.prefix, or a registry without those names',
+  });
+  assert.deepEqual(await names(), ['velo_events_in_total']);
+  // Once the name is free, the same call registers them all.
+  registry.removeSingleMetric('velo_events_in_total');
+  registerStreamMetrics(registry, [fn]);
+  const registered = await names();
+  assert.ok(registered.includes('velo_events_in_total') && registered.includes('velo_queue_wait_seconds'));
+  // Called twice: the second call is refused and the first's metrics stay as they were.
+  assert.throws(() => registerStreamMetrics(registry, [fn]), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: /"velo_streams_open", "velo_streams_opened_total",/,
+  });
+  assert.deepEqual(await names(), registered);
+  const l = limiter({ concurrency: 1, name: 'l' });
+  registerLimiterMetrics(registry, [l]);
+  const withLimiters = await names();
+  assert.throws(() => registerLimiterMetrics(registry, [l]), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: /^registerLimiterMetrics\(\): the registry holds a metric named "velo_limiter_in_use",/,
+  });
+  assert.deepEqual(await names(), withLimiters);
+  // Both worker register functions on one registry: the second is refused whole (its velo_redis_* names too).
+  registerWorkerMetrics(registry, []);
+  const withWorkers = await names();
+  assert.throws(() => registerRedisWorkerMetrics(registry, []), {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: /^registerRedisWorkerMetrics\(\): the registry holds a metric named "velo_worker_partitions_owned",/,
+  });
+  assert.deepEqual(await names(), withWorkers);
+});
+
 test('fns must list stream functions', async () => {
   const fn = streamFn(passOn);
   const isType = (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_TYPE';
@@ -249,6 +328,18 @@ test('options of the register functions are checked: unknown keys, bad buckets a
   refused({ buckets: [1, Infinity] }, 'ERR_OUT_OF_RANGE', /item 1/);
   refused({ buckets: [0, 1] }, 'ERR_OUT_OF_RANGE', /item 0/);
   refused({ buckets: [] }, 'ERR_INVALID_ARG_TYPE', /non-empty array/);
+  // A hole is no number: refused where it is, as registerLimiterMetrics refuses it.
+  // eslint-disable-next-line no-sparse-arrays
+  refused({ buckets: [0.001, , 1] }, 'ERR_OUT_OF_RANGE', /strictly increasing order; item 1 is a hole$/);
+  // eslint-disable-next-line no-sparse-arrays
+  refused({ buckets: [0.001, 1, ,] }, 'ERR_OUT_OF_RANGE', /item 2 is a hole$/);
+  const { registerLimiterMetrics } = await import('velo-stream/prometheus');
+  const { limiter } = await import('velo-stream');
+  // eslint-disable-next-line no-sparse-arrays
+  assert.throws(() => registerLimiterMetrics(new Registry(), [limiter({ concurrency: 1 })], { buckets: [0.001, , 1] }), {
+    code: 'ERR_OUT_OF_RANGE',
+    message: /^registerLimiterMetrics\(\): opts\.buckets must be .*; item 1 is a hole$/,
+  });
   refused({ prefix: 'my-app.' }, 'ERR_INVALID_ARG_VALUE', /valid Prometheus metric names/);
   refused({ prefix: '1x_' }, 'ERR_INVALID_ARG_VALUE', /valid Prometheus metric names/);
   refused({ prefix: 5 }, 'ERR_INVALID_ARG_VALUE', /valid Prometheus metric names/);

@@ -1,8 +1,9 @@
 // velo-stream/prometheus, limiters: `registerLimiterMetrics` (re-exported by prometheus.ts).
-import type { Metric, Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import { describe, invalidReturn, invalidType, invalidValue, outOfRange } from '../errors';
 import { isLocalLimiter } from '../limits/local';
 import type { Limiter, LimiterStats } from '../limits/types';
+import { type Collector, checkBuckets, checkLabelName, registerAll } from './prometheus-register';
 
 type Sample = { labels: Record<string, string | number>; value: number; metricName?: string };
 const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
@@ -35,6 +36,7 @@ function distinct(items: Iterable<unknown>, atScrape: boolean): Limiter<unknown>
       const message = `Every item of "limiters" must be a limiter. Received ${describe(l)}`;
       throw atScrape ? invalidReturn(message) : invalidType(message);
     }
+    checkLabelName(l.name, 'The limiter name', atScrape);
     const seen = byName.get(l.name);
     if (seen === undefined) byName.set(l.name, l);
     else if (seen !== l) {
@@ -96,15 +98,12 @@ export function registerLimiterMetrics(
       `registerLimiterMetrics(): opts.prefix must make valid Prometheus metric names. Received ${describe(prefix)}`,
     );
   }
-  if (
-    !Array.isArray(buckets) ||
-    buckets.length === 0 ||
-    buckets.some((b, i) => typeof b !== 'number' || !Number.isFinite(b) || b <= 0 || (i > 0 && b <= buckets[i - 1]))
-  ) {
+  if (!Array.isArray(buckets) || buckets.length === 0) {
     throw outOfRange(
       `registerLimiterMetrics(): opts.buckets must be finite positive numbers of seconds in strictly increasing order`,
     );
   }
+  checkBuckets(buckets, 'registerLimiterMetrics()');
   const bounds = [...buckets];
   const boundsUs = bounds.map((s) => Math.round(s * 1e6));
 
@@ -132,10 +131,12 @@ export function registerLimiterMetrics(
     return s;
   };
 
+  // Registered together at the end: all of them, or none when the registry holds one of their names.
+  const metrics: Collector[] = [];
   const metric = (name: string, help: string, type: 'gauge' | 'counter' | 'histogram', collect: () => Sample[]): void => {
     const full = prefix + name;
     const values = () => new Promise((resolve) => resolve({ name: full, help, type, aggregator: 'sum', values: collect() }));
-    registry.registerMetric({ name: full, help, type, aggregator: 'sum', get: values, reset: () => {} } as unknown as Metric);
+    metrics.push({ name: full, help, type, aggregator: 'sum', get: values, reset: () => {} });
   };
   const gauge = (name: string, help: string, type: 'gauge' | 'counter', value: (s: LimiterStats) => number | undefined) =>
     metric(name, help, type, () =>
@@ -187,4 +188,5 @@ export function registerLimiterMetrics(
       return samples;
     }),
   );
+  registerAll(registry, metrics, 'registerLimiterMetrics()');
 }

@@ -2,12 +2,13 @@
 //
 // prom-client is an optional peer dependency: only this subpath needs it, and
 // it is handed in (the registry), never imported by the core package.
-import type { Metric, Registry } from 'prom-client';
-import { describe, invalidReturn, invalidType, invalidValue, outOfRange } from '../errors';
+import type { Registry } from 'prom-client';
+import { describe, invalidReturn, invalidType, invalidValue } from '../errors';
 import { kTotals, type Totals } from '../core/function';
 import type { StreamFn } from '../types';
 import { ROUND_TRIP_BOUNDS_US, type RoundTripTotals, kRenewalLateness, kRoundTrips } from '../durable/engine/metrics';
 import type { Worker, WorkerStats } from '../durable/engine/worker';
+import { type Collector, checkBuckets, checkLabelName, registerAll } from './prometheus-register';
 
 /** Options of `registerStreamMetrics` (and `prefix` of `registerWorkerMetrics`). */
 export interface PrometheusOptions {
@@ -46,13 +47,7 @@ function checkedOptions(opts: unknown, what: string, known: readonly string[]): 
   if (!Array.isArray(buckets) || buckets.length === 0) {
     throw invalidType(`${what}: opts.buckets must be a non-empty array of seconds. Received ${describe(buckets)}`);
   }
-  buckets.forEach((b, i) => {
-    if (typeof b !== 'number' || !Number.isFinite(b) || b <= 0 || (i > 0 && b <= buckets[i - 1])) {
-      throw outOfRange(
-        `${what}: opts.buckets must be finite positive numbers of seconds in strictly increasing order; item ${i} is ${describe(b)}`,
-      );
-    }
-  });
+  checkBuckets(buckets, what);
   return { prefix, buckets: [...buckets] };
 }
 
@@ -73,6 +68,7 @@ function distinct(fns: Iterable<unknown>, atScrape: boolean): AnyFn[] {
       throw atScrape ? invalidReturn(message) : invalidType(message);
     }
     const fn = f as AnyFn;
+    checkLabelName(fn.name, 'The stream function name', atScrape);
     const seen = byName.get(fn.name);
     if (seen === undefined) byName.set(fn.name, fn);
     else if (seen !== fn) {
@@ -139,9 +135,11 @@ export function registerStreamMetrics(
   const bounds = checked.buckets ?? DEFAULT_BUCKETS;
   const boundsUs = bounds.map((s) => Math.round(s * 1e6));
 
+  // Registered together at the end: all of them, or none when the registry holds one of their names.
+  const metrics: Collector[] = [];
   const metric = (name: string, help: string, type: 'gauge' | 'counter' | 'histogram', collect: () => Sample[]): void => {
     const full = prefix + name;
-    const m = {
+    metrics.push({
       name: full,
       help,
       type,
@@ -149,8 +147,7 @@ export function registerStreamMetrics(
       // A throwing collect() becomes a rejected scrape, not a throw.
       get: () => new Promise((resolve) => resolve({ name: full, help, type, aggregator: 'sum', values: collect() })),
       reset: () => {},
-    };
-    registry.registerMetric(m as unknown as Metric);
+    });
   };
 
   const perFn = (value: (f: AnyFn) => number) => () => list().map((f) => ({ labels: { fn: f.name }, value: value(f) }));
@@ -225,6 +222,7 @@ export function registerStreamMetrics(
       return task ? histogram(f, 'task_duration_seconds', task.duration) : [];
     }),
   );
+  registerAll(registry, metrics, 'registerStreamMetrics()');
 }
 
 /**
@@ -324,11 +322,12 @@ function registerWorkers(registry: Registry, workers: unknown, opts: unknown, wh
     list = () => fixed;
   }
   const { prefix } = checkedOptions(opts, what, ['prefix']);
+  const metrics: Collector[] = [];
   const register = (full: string, help: string, series: WorkerSeries, labels: (w: Worker) => Labels): void => {
     const { type } = series;
     const values = () => list().flatMap((w) => series.samples(w, labels(w), full));
     const get = () => new Promise((resolve) => resolve({ name: full, help, type, aggregator: 'sum', values: values() }));
-    registry.registerMetric({ name: full, help, type, aggregator: 'sum', get, reset: () => {} } as unknown as Metric);
+    metrics.push({ name: full, help, type, aggregator: 'sum', get, reset: () => {} });
   };
   for (const series of WORKER_SERIES) {
     const full = `${prefix}worker_${series.name}`;
@@ -338,6 +337,7 @@ function registerWorkers(registry: Registry, workers: unknown, opts: unknown, wh
       register(`${prefix}redis_${series.name}`, help, series, (w) => ({ fn: w.name, worker: w.id }));
     }
   }
+  registerAll(registry, metrics, what);
 }
 
 /** A series of one figure per worker, read from `stats()` (one call per worker per series: no I/O). */
