@@ -100,6 +100,11 @@ test("a scrape reads each limiter's stats() once; the next scrape reads afresh; 
   assert.equal(sample(text, 'velo_limiter_in_use{limiter="once"}'), 1);
   assert.equal(sample(text, 'velo_limiter_admitted_total{limiter="once"}'), 1);
   assert.equal(sample(text, 'velo_limiter_admitted_total{limiter="odd"}'), 4);
+  // A fraction is not a count either; a whole number past 2^53 still is one.
+  figures = { ...figures, admitted: 1.5, refunded: 2 ** 60 };
+  text = await registry.metrics();
+  assert.ok(!text.includes('velo_limiter_admitted_total{limiter="odd"}'), text);
+  assert.equal(sample(text, 'velo_limiter_refunded_total{limiter="odd"}'), 2 ** 60);
   held.release();
 });
 

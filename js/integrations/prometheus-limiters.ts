@@ -148,9 +148,9 @@ export function registerLimiterMetrics(
         } catch {
           return [];
         }
-        // (A figure that is not a number is left out, and a counter's that is not a finite count: a limiter of
-        // another make may give anything.)
-        if (typeof v !== 'number' || Number.isNaN(v) || (type === 'counter' && !(v >= 0 && v < Infinity))) return [];
+        // (A figure that is not a number is left out, and a counter's that is not a count, a whole number from 0:
+        // a limiter of another make may give anything.)
+        if (typeof v !== 'number' || Number.isNaN(v) || (type === 'counter' && !(Number.isInteger(v) && v >= 0))) return [];
         return [{ labels: { limiter: l.name }, value: v }];
       }),
     );
