@@ -4,6 +4,7 @@
 // no provider was ever registered).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { trace, SpanStatusCode } from '@opentelemetry/api';
 import { batch, streamFn, task, workerFn } from 'velo-stream';
 import { run } from './helpers/child.mjs';
@@ -332,4 +333,26 @@ test('hostile thrown values and cancel reasons: the stream still fails or cancel
   await sessions.send(revoked(), 1).catch(() => {});
   await sessions.close().catch(() => {});
   assert.deepEqual(named('velo hostile').map((s) => s.attributes['velo.session.key']).sort(), ['an unprintable value', `${'k'.repeat(1023)}…`]);
+});
+
+test("a failure's exception is cut to the bounds docs/tracing.md states: its message to one, its stack to the other", async () => {
+  const doc = readFileSync(new URL('../docs/tracing.md', import.meta.url), 'utf8');
+  const stated = /texts are cut to ([\d,]+) characters, the stack \(`exception\.stacktrace`\) to ([\d,]+)/.exec(doc);
+  assert.ok(stated, 'docs/tracing.md states the bound of texts and of the stack');
+  const [textBound, stackBound] = stated.slice(1).map((n) => Number(n.replaceAll(',', '')));
+  assert.deepEqual([textBound, stackBound], [1024, 4096]);
+  exporter.reset();
+  const failing = streamFn(
+    async function* (events) {
+      for await (const _ of events) throw new Error('x'.repeat(5000));
+    },
+    { name: 'long-failure' },
+  );
+  await assert.rejects(failing.run([1]), /^Error: x{5000}$/);
+  const [span] = named('velo long-failure');
+  const exception = span.events.find((e) => e.name === 'exception')?.attributes;
+  assert.equal(exception['exception.message'], `${'x'.repeat(textBound - 1)}…`);
+  const stack = exception['exception.stacktrace'];
+  assert.equal(stack.length, stackBound);
+  assert.equal(stack, `Error: ${'x'.repeat(stackBound - 'Error: '.length - 1)}…`);
 });

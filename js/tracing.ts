@@ -245,7 +245,7 @@ export class StreamTrace {
       span.recordException({
         name: name === undefined ? 'Error' : cutText(name, MAX_TRACE_TEXT),
         message,
-        ...(stack === undefined ? {} : { stack: cutText(stack, 4 * MAX_TRACE_TEXT) }),
+        ...(stack === undefined ? {} : { stack: cutText(stack, MAX_TRACE_STACK) }),
       });
     }
     span.setStatus({ code: this.#api.SpanStatusCode.ERROR, message });
@@ -254,6 +254,12 @@ export class StreamTrace {
 
 /** Longest text put in an attribute from a user's value (an error message, a cancel reason, a key), `…` included. */
 export const MAX_TRACE_TEXT = 1024;
+
+/**
+ * Longest stack put in a span's `exception.stacktrace`, `…` included: four times other texts, room for the frames
+ * below the message's line (docs/tracing.md states both bounds).
+ */
+export const MAX_TRACE_STACK = 4 * MAX_TRACE_TEXT;
 
 /** A value's text for a span (a key, a reason, an error's message), bounded and never throwing (a revoked proxy, a `message` getter that throws). */
 export function traceText(value: unknown): string {
