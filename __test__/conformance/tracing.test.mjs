@@ -75,6 +75,19 @@ async function until(check, what) {
   assert.fail(what());
 }
 
+/** The trace of a stream of `fn` opened, sent one event, and dropped: once it was collected. */
+function abandonedTrace(fn) {
+  return traced(async () => {
+    await (async () => {
+      await fn.open().send({ i: 0 });
+    })();
+    await until(
+      () => fn.stats().open === 0,
+      () => `not collected: ${JSON.stringify(fn.stats())}`,
+    );
+  });
+}
+
 const names = (spans) => spans.map((s) => `${s.name} (${s.attributes['velo.kind'] ?? ''})`).join(', ');
 
 /**
@@ -168,15 +181,7 @@ for (const cell of cells()) {
 
   test(`${cell.name}: an abandoned stream, once collected, ends its spans as cancelled`, async () => {
     const fn = cell.make({ idleTimeout: 0 });
-    const t = await traced(async () => {
-      await (async () => {
-        await fn.open().send({ i: 0 });
-      })();
-      await until(
-        () => fn.stats().open === 0,
-        () => `not collected: ${JSON.stringify(fn.stats())}`,
-      );
-    });
+    const t = await abandonedTrace(fn);
     const { cellSpan } = shapeOf(cell, t);
     assert.equal(cellSpan.attributes['velo.outcome'], 'cancelled');
   });
@@ -189,15 +194,7 @@ test('a task stage abandoned with a call that never settles, once collected, end
     () => task(() => new Promise(() => {}), { idleTimeout: 0 }).pipe(task((x) => x, { idleTimeout: 0 })),
   ]) {
     const fn = make();
-    const t = await traced(async () => {
-      await (async () => {
-        await fn.open().send({ i: 0 });
-      })();
-      await until(
-        () => fn.stats().open === 0,
-        () => `not collected: ${JSON.stringify(fn.stats())}`,
-      );
-    });
+    const t = await abandonedTrace(fn);
     const calls = t.spans.filter((s) => s.name === 'velo task call');
     assert.equal(calls.length, 1, names(t.spans));
     assert.equal(calls[0].attributes['velo.outcome'], 'cancelled');
