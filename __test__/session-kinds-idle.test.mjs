@@ -75,8 +75,8 @@ for (const [kind, make] of Object.entries(KINDS)) {
         await until(() => worker.stats().owned.length === 1, 'the worker owns the partition');
         await producer.send('k', { n: 1 });
         await until(() => got.length === 1, 'the first output');
-        assert.equal(worker.stats().sessions, 1);
-        // Its idle end passes: the session ends (within a few ticks of it), its slot free.
+        // Its idle end passes: the session ends (within a few ticks of it), its slot free. (It may have ended
+        // already: the output reaches the reader through the store, which may take longer than the idle end.)
         await until(() => worker.stats().sessions === 0, `the session ended by its idle end (${IDLE} ms)`, 10_000);
         await producer.send('k', { n: 2 });
         await until(() => got.length === 2, 'the second output');
