@@ -1,7 +1,7 @@
 // pipe(): stages linked by bounded buffers.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { StreamLimitError, streamFn } from 'velo-stream';
+import { StreamLimitError, batch, streamFn, task } from 'velo-stream';
 import { collect, deferred, settle } from './helpers/util.mjs';
 
 const add = (k) =>
@@ -238,6 +238,42 @@ test("a pipe's stats() are exact when run() settles and when cancel() resolves",
   await s.send(1);
   await s.cancel();
   assert.deepEqual(p.stats(), { open: 0, opened: 2, completed: 1, failed: 0, cancelled: 1, rejected: 0 });
+});
+
+test("a pipe's stats() are settled when its reader's for await or recv() sees the end, as a single stream's", async () => {
+  const tails = {
+    'a stream': () => add(100),
+    'a task stage': () => task(async (e) => e * 2),
+    'a batch stage': () => batch(async (items) => items.map((e) => -e), { maxSize: 2 }),
+  };
+  for (const [label, tail] of Object.entries(tails)) {
+    for (const stages of [2, 3]) {
+      let p = add(1);
+      if (stages === 3) p = p.pipe(add(10));
+      p = p.pipe(tail());
+      const s = p.open();
+      void (async () => {
+        for (const e of [1, 2, 3]) await s.send(e);
+        s.end();
+      })();
+      const out = [];
+      for await (const x of s) out.push(x);
+      assert.equal(out.length, label === 'a batch stage' ? 2 : 3, label);
+      assert.deepEqual(p.stats(), { open: 0, opened: 1, completed: 1, failed: 0, cancelled: 0, rejected: 0 }, `${label}, ${stages} stages`);
+      const r = p.open();
+      await r.send(1);
+      r.end();
+      await r.recv();
+      await assert.rejects(r.recv(), { code: 'ERR_VELO_STREAM_CLOSED' });
+      assert.deepEqual(p.stats(), { open: 0, opened: 2, completed: 2, failed: 0, cancelled: 0, rejected: 0 }, `${label}, ${stages} stages, recv`);
+    }
+  }
+  const single = add(1);
+  const s = single.open();
+  await s.send(1);
+  s.end();
+  for await (const _ of s);
+  assert.equal(single.stats().open, 0);
 });
 
 test('an aborted pipe run() rejects at once with exact stats, even while a stage ignores its signal', async () => {

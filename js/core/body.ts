@@ -43,6 +43,11 @@ export const kJoinAliveGroup = Symbol.for('velo-stream.joinAliveGroup');
  * pipe cancels itself when one of its stages is cancelled from outside it. Registered, as `kJoinAliveGroup`.
  */
 export const kWatchCancel = Symbol.for('velo-stream.watchCancel');
+/**
+ * Calls `finished()` when the stream's handler has finished, at once (its failure known, before any reader learns
+ * of its end): a pipe decides its outcome at its last stage's end, so a reader that saw the end sees it counted.
+ */
+export const kWatchFinish = Symbol.for('velo-stream.watchFinish');
 
 export const enum Emit {
   Emitted,

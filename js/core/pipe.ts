@@ -32,7 +32,7 @@ import {
 import type { StreamTrace } from '../tracing';
 import { AliveGroup } from './alive-group';
 import { type HandlerStream, kFailAtEnd, kFailure } from './stream';
-import { kJoinAliveGroup, kWatchCancel } from './body';
+import { kJoinAliveGroup, kWatchCancel, kWatchFinish } from './body';
 import { kPullable } from './pull';
 
 type Stage = HandlerStream<unknown, unknown>;
@@ -88,15 +88,28 @@ export class PipedStream<I, O> extends StreamBase<I, O> {
       // failing) cancels the pipe with it rather than going unhandled.
       this.#link(i).catch((error: unknown) => void this.cancel(error));
     }
+    // Stages whose end the pipe has not taken yet. The last stage's end, told at once where its kind tells it
+    // (`kWatchFinish`), decides the outcome when the stages before it have ended: before its reader learns of the
+    // end, so a reader whose `for await` ended sees the pipe counted in its `stats()`.
+    let left = stages.length;
+    const ended = (stage: Stage, i: number): void => {
+      const failure = stage[kFailure];
+      if (failure !== undefined) this.#fail(failure.error, i);
+      if (--left === 0) this.#decide();
+    };
+    const last = stages.length - 1;
+    let tailTold = false;
+    if (typeof this.#tail[kWatchFinish] === 'function')
+      this.#tail[kWatchFinish](() => {
+        tailTold = true;
+        ended(this.#tail, last);
+      });
     stages.forEach((stage, i) => {
       void stage[kFinished].then(() => {
-        const failure = stage[kFailure];
-        if (failure !== undefined) this.#fail(failure.error, i);
+        if (i !== last || !tailTold) ended(stage, i);
       });
     });
     this.#finished = Promise.all(stages.map((s) => s[kFinished])).then(() => undefined);
-    // Before anyone awaiting kFinished resumes: the outcome is counted by then.
-    void this.#finished.then(() => this.#decide());
     if (signal !== undefined) void this.#finished.then(watchAbort(signal, (reason) => void this.cancel(reason)));
   }
 

@@ -58,6 +58,8 @@ export class Extras<I, O> {
   groupLast = false;
   /** Told at once when the stream is cancelled (`kWatchCancel`: its pipe). */
   onCancel: ((reason: unknown) => void) | null = null;
+  /** Told at once when the handler has finished (`kWatchFinish`: its pipe, of its last stage). */
+  onFinish: (() => void) | null = null;
   /** The source the handler pulls its events from directly, while one feeds it (see pull.ts). */
   pull: SourcePull<I> | null = null;
   /** Its reads are its owner's (`kOwnedReads`): they hold it for nothing while it waits for admission (set once). */

@@ -101,6 +101,7 @@ import {
   kTakeLent,
   kJoinAliveGroup,
   kWatchCancel,
+  kWatchFinish,
   kNextInput,
   kPollInput,
   kReleaseInput,
@@ -1848,6 +1849,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
     this.#idleOff();
     this.#detachSignal?.();
     this.#detachSignal = undefined;
+    this.#x.onFinish?.();
     this.#serveReaders();
     this.#state |= S.HANDLER_DONE;
     this.#settled();
@@ -1877,6 +1879,10 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
 
   [kWatchCancel](cancelled: (reason: unknown) => void): void {
     this.#more().onCancel = cancelled;
+  }
+
+  [kWatchFinish](finished: () => void): void {
+    this.#more().onFinish = finished;
   }
 
   [kJoinAliveGroup](group: AliveGroup, last: boolean): void {
