@@ -247,7 +247,9 @@ test('hostile and invalid options are refused at the call with a clear code', as
     [{ concurrency: 1, cost: 3 }, 'ERR_INVALID_ARG_TYPE'],
     [{ concurrency: 1, mode: 'drop' }, 'ERR_INVALID_ARG_VALUE'],
     [{ concurrency: 1, maxWaiting: 0 }, 'ERR_OUT_OF_RANGE'],
-    [{ concurrency: 1, name: '' }, 'ERR_INVALID_ARG_TYPE'],
+    [{ concurrency: 1, name: '' }, 'ERR_INVALID_ARG_VALUE'],
+    [{ concurrency: 1, name: 'n'.repeat(201) }, 'ERR_INVALID_ARG_VALUE'],
+    [{ concurrency: 1, name: 7 }, 'ERR_INVALID_ARG_TYPE'],
     [{ concurrency: 1, colour: 'red' }, 'ERR_INVALID_ARG_VALUE'],
   ];
   cases.forEach(([options, code], i) => assert.throws(() => limiter(options), { code }, `case ${i}`));

@@ -342,7 +342,8 @@ test('options of the register functions are checked: unknown keys, bad buckets a
   });
   refused({ prefix: 'my-app.' }, 'ERR_INVALID_ARG_VALUE', /valid Prometheus metric names/);
   refused({ prefix: '1x_' }, 'ERR_INVALID_ARG_VALUE', /valid Prometheus metric names/);
-  refused({ prefix: 5 }, 'ERR_INVALID_ARG_VALUE', /valid Prometheus metric names/);
+  refused({ prefix: 5 }, 'ERR_INVALID_ARG_TYPE', /opts\.prefix must be a string/);
+  refused({ prefix: Symbol('p') }, 'ERR_INVALID_ARG_TYPE', /opts\.prefix must be a string/);
   assert.throws(() => registerStreamMetrics(new Registry(), [fn], null), { code: 'ERR_INVALID_ARG_TYPE' });
   assert.throws(() => registerRedisWorkerMetrics(new Registry(), [], { buckets: [1] }), {
     code: 'ERR_INVALID_ARG_VALUE',

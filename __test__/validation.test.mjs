@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { batch, streamFn, task, workerFn } from 'velo-stream';
-import { echo } from './helpers/util.mjs';
+import { echo, settle } from './helpers/util.mjs';
 
 const WORKER_MODULE = new URL('./conformance/handlers.mjs', import.meta.url);
 const echoItem = (x) => x;
@@ -39,16 +39,28 @@ test('unknown config keys and non-object configs -> TypeError; a non-string name
   assert.throws(() => streamFn(echo, { name: 5 }), is(TypeError, 'ERR_INVALID_ARG_TYPE', 'name'));
 });
 
-test('run() and feed() with a non-iterable -> TypeError; nothing is left open', async () => {
-  const fn = streamFn(echo);
-  // eslint-disable-next-line no-new-wrappers
-  for (const bad of [undefined, null, 5, 'abc', new String('abc'), {}, () => {}]) {
-    await assert.rejects(fn.run(bad), is(TypeError, 'ERR_INVALID_ARG_TYPE'), String(bad));
-    const s = fn.open();
-    assert.throws(() => s.feed(bad), is(TypeError, 'ERR_INVALID_ARG_TYPE'));
-    await s.cancel();
+test('run() and feed() with a non-iterable -> TypeError; the stream feed() refused it for is cancelled, nothing is left open', async () => {
+  const kinds = {
+    generator: () => streamFn(echo, { maxConcurrent: 1 }),
+    pipe: () => streamFn(echo, { maxConcurrent: 1 }).pipe(streamFn(echo)),
+    task: () => task(async (e) => e, { maxConcurrent: 1 }),
+  };
+  for (const [kind, make] of Object.entries(kinds)) {
+    const fn = make();
+    // eslint-disable-next-line no-new-wrappers
+    for (const bad of [undefined, null, 5, 'abc', new String('abc'), {}, () => {}, async () => [1], () => 42]) {
+      await assert.rejects(fn.run(bad), is(TypeError, 'ERR_INVALID_ARG_TYPE'), String(bad));
+      // As a route writes it: fn.open().feed(source), the stream held by nothing else.
+      assert.throws(() => fn.open().feed(bad), is(TypeError, 'ERR_INVALID_ARG_TYPE'), `${kind}: ${String(bad)}`);
+      const s = fn.open();
+      assert.throws(() => s.feed(bad), is(TypeError, 'ERR_INVALID_ARG_TYPE'));
+      assert.equal(s.state, 'cancelled', `${kind}: ${String(bad)}`);
+      await assert.rejects(s.send(1), { code: 'ERR_VELO_STREAM_CLOSED' });
+    }
+    await settle();
+    assert.equal(fn.stats().open, 0, kind);
+    assert.deepEqual(await fn.run([1]), [1], `${kind}: its slot is free`);
   }
-  assert.equal(fn.stats().open, 0);
 });
 
 test('open()/run() options: bad signal or unknown keys -> TypeError before anything opens', async () => {
@@ -201,4 +213,28 @@ test('the HTTP writers refuse a res, outputs or options that cannot be read, or 
     'an option whose getter throws',
   );
   await stream.cancel();
+});
+
+test('an argument whose getter, iterator or Proxy trap throws: ERR_INVALID_ARG_TYPE with its error as cause (streamFn, dashboard, registerStreamMetrics)', async () => {
+  const { dashboard } = await import('velo-stream/dashboard');
+  const { registerStreamMetrics } = await import('velo-stream/prometheus');
+  const { Registry } = await import('prom-client');
+  const thrown = new Error('trap');
+  const trap = () => {
+    throw thrown;
+  };
+  const handler = new Proxy(echo, { get: trap });
+  const cases = {
+    'streamFn(a Proxy handler)': () => streamFn(handler),
+    'dashboard(a Proxy)': () => dashboard(new Proxy({}, { get: trap, ownKeys: trap })),
+    'dashboard(a throwing getter)': () =>
+      dashboard({
+        get functions() {
+          return trap();
+        },
+      }),
+    'registerStreamMetrics(an iterator that throws)': () => registerStreamMetrics(new Registry(), { [Symbol.iterator]: trap }),
+  };
+  for (const [what, call] of Object.entries(cases))
+    assert.throws(call, (e) => e.code === 'ERR_INVALID_ARG_TYPE' && (e.cause === thrown || /must be an options object/.test(e.message)), what);
 });

@@ -276,7 +276,12 @@ function throwIfStopped<I, O>(stream: StreamKind<I, O>, sourceFailure: { error: 
  */
 function feedStream<I, O>(stream: StreamKind<I, O>, events: EventSource<I> | SourceFactory<I>): FeedOutputs<O> {
   if (isFactory(events)) return feedMade(stream, events);
-  const thrown = assertSource(events);
+  let thrown: { error: unknown } | undefined;
+  try {
+    thrown = assertSource(events);
+  } catch (error) {
+    refuseArgument(stream, error);
+  }
   const refused = stream[kInputError]();
   // (A refused feed's iteration has ended already: its cancel is the stream's.)
   const cancel = (reason?: unknown): Promise<void> => stream.cancel(reason);
@@ -292,6 +297,15 @@ function feedStream<I, O>(stream: StreamKind<I, O>, events: EventSource<I> | Sou
     return Object.assign(refusedFeed<O>(thrown.error), { cancel });
   }
   return new FeedIterator(stream, events);
+}
+
+/**
+ * `feed()` refuses its argument: the stream is cancelled with the error, which is thrown. Its input was given to
+ * the feed, and in `fn.open().feed(x)` nothing else holds the stream: left open, it would hold its function's slot.
+ */
+function refuseArgument<I, O>(stream: StreamKind<I, O>, error: unknown): never {
+  void stream.cancel(error);
+  throw error;
 }
 
 /** A function with no iterator method of its own: a `SourceFactory` (a function with one is a source, as for `for await`). */
@@ -331,7 +345,7 @@ function feedMade<I, O>(stream: StreamKind<I, O>, make: SourceFactory<I>): FeedO
       `The function passed to feed() must return an iterable or async iterable of events (not a promise: make it a plain function). Received ${describe(source)}`,
     );
     controller.abort(error);
-    throw error;
+    refuseArgument(stream, error);
   }
   abortsWith(source, controller);
   return feedStream(stream, source);

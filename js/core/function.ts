@@ -217,7 +217,9 @@ class SingleFn<I, O> extends FnBase<I, O> {
         `The "handler" argument must be an async generator function (async function*), not a sync generator function`,
       );
     }
-    this.config = resolveConfig(config, handler.name || 'anonymous');
+    // (Its name read once: a Proxy whose trap throws is refused as an unreadable argument.)
+    const name = readingOptions('handler', () => handler.name);
+    this.config = resolveConfig(config, (typeof name === 'string' && name) || 'anonymous');
     this.name = this.config.name;
     this.listing = new Listing(this.name);
     this.#handler = handler;

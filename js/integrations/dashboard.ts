@@ -12,7 +12,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type IncomingMessage, type ServerResponse, validateHeaderName, validateHeaderValue } from 'node:http';
-import { assertOptionsObject } from '../config';
+import { assertOptionsObject, readingOptions } from '../config';
 import { kTotals } from '../core/function';
 import { describe, invalidType, invalidValue } from '../errors';
 import { kRoundTrips } from '../durable/engine/metrics';
@@ -269,6 +269,11 @@ const unclosed = new FinalizationRegistry(releaseLists);
  * @throws {RangeError} `ERR_OUT_OF_RANGE` for `interval`, `maxClients` or `scan` out of range.
  */
 export function dashboard(options: DashboardOptions = {}): DashboardHandler {
+  // (An option whose getter or Proxy trap throws is refused as unreadable, ERR_INVALID_ARG_TYPE.)
+  return readingOptions('options', () => makeDashboard(options));
+}
+
+function makeDashboard(options: DashboardOptions): DashboardHandler {
   assertOptionsObject(options, 'options', '{ functions: [fn] }');
   for (const key of Object.keys(options)) {
     if (!KEYS.includes(key)) throw invalidValue(`dashboard(): unknown option "${key}". Known options: ${KEYS.join(', ')}`);
@@ -300,7 +305,8 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
     options.limiters,
     'limiters (from limiter() or fleetLimiter(), or objects with acquire, tryAcquire, stats and a non-empty string name)',
     (x) => isLimiter(x) && limiterName(x, names) !== undefined,
-    (l) => names.get(l)!,
+    // (By the name shown, as functions.)
+    (l) => shownName(names.get(l)!),
   );
   const { authorize, interval = 1000, maxClients = 10, scan = 250, showValues = false, showKeys = false } = options;
   if (authorize !== undefined && typeof authorize !== 'function') {

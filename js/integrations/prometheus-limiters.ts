@@ -93,7 +93,9 @@ export function registerLimiterMetrics(
       throw invalidValue(`registerLimiterMetrics(): unknown option "${key}". Known options: prefix, buckets`);
   }
   const { prefix = 'velo_', buckets = DEFAULT_BUCKETS } = opts;
-  if (typeof prefix !== 'string' || (prefix !== '' && !METRIC_NAME.test(prefix))) {
+  if (typeof prefix !== 'string')
+    throw invalidType(`registerLimiterMetrics(): opts.prefix must be a string. Received ${describe(prefix)}`);
+  if (prefix !== '' && !METRIC_NAME.test(prefix)) {
     throw invalidValue(
       `registerLimiterMetrics(): opts.prefix must make valid Prometheus metric names. Received ${describe(prefix)}`,
     );

@@ -4,6 +4,7 @@
 // it is handed in (the registry), never imported by the core package.
 import type { Registry } from 'prom-client';
 import { describe, invalidReturn, invalidType, invalidValue } from '../errors';
+import { readingOptions } from '../config';
 import { kTotals, type Totals } from '../core/function';
 import type { StreamFn } from '../types';
 import { ROUND_TRIP_BOUNDS_US, type RoundTripTotals, kRenewalLateness, kRoundTrips } from '../durable/engine/metrics';
@@ -38,7 +39,8 @@ function checkedOptions(opts: unknown, what: string, known: readonly string[]): 
     if (!known.includes(key)) throw invalidValue(`${what}: unknown option "${key}". Known options: ${known.join(', ')}`);
   }
   const { prefix = 'velo_', buckets } = opts as PrometheusOptions;
-  if (typeof prefix !== 'string' || (prefix !== '' && !METRIC_NAME.test(prefix))) {
+  if (typeof prefix !== 'string') throw invalidType(`${what}: opts.prefix must be a string. Received ${describe(prefix)}`);
+  if (prefix !== '' && !METRIC_NAME.test(prefix)) {
     throw invalidValue(
       `${what}: opts.prefix must make valid Prometheus metric names ([a-zA-Z_:][a-zA-Z0-9_:]*). Received ${describe(prefix)}`,
     );
@@ -123,7 +125,8 @@ export function registerStreamMetrics(
       return distinct(listed as Iterable<unknown>, true);
     };
   } else if (fns !== null && typeof fns?.[Symbol.iterator] === 'function') {
-    const fixed = distinct(fns, false);
+    // (An iterator that throws is refused as an unreadable argument, ERR_INVALID_ARG_TYPE.)
+    const fixed = readingOptions('fns', () => distinct(fns, false));
     list = () => fixed;
   } else {
     throw invalidType(

@@ -741,9 +741,10 @@ export function limiter<T = unknown>(options: LocalLimiterOptions<T>): Limiter<T
   ownKeys(options, OWN_KEYS, '');
   const checked = checkSettings(options, 'limiter');
   const name = read(options, 'name', '');
-  if (name !== undefined && (typeof name !== 'string' || name.length === 0 || name.length > 200)) {
+  if (name !== undefined && typeof name !== 'string')
     throw invalidType(`limiter(): the "name" option must be a string of 1 to 200 characters. Received ${describe(name)}`);
-  }
+  if (name !== undefined && (name.length === 0 || name.length > 200))
+    throw invalidValue(`limiter(): the "name" option must be a string of 1 to 200 characters. Received ${describe(name)}`);
   const key = read(options, 'key', '');
   if (key !== undefined && typeof key !== 'function')
     throw invalidType(`limiter(): the "key" option must be a function. Received ${describe(key)}`);
