@@ -229,6 +229,45 @@ test('a line refused after an output, in a body that had all arrived, keeps the 
   }
 });
 
+test('a body refused whole, sent with its headers, keeps the keep-alive connection: before an output, after one, and answered by the route itself', async () => {
+  const echoing = streamFn(async function* echoing(events) {
+    for await (const e of events) yield e;
+  });
+  const own = await listen(async (req, res) => {
+    // The route answers the refusal itself.
+    try {
+      for await (const e of ndjsonEvents(req, { maxLineBytes: 8 })) void e;
+      res.end('read');
+    } catch (error) {
+      res.writeHead(error.status).end(error.code);
+    }
+  });
+  const serves = {
+    sendNdjson: (fn) => sendNdjsonServer(fn, { maxLineBytes: 8 }),
+    ...Object.fromEntries(Object.entries(TO_READABLE).map(([how, serve]) => [how, (fn) => serve(fn, { maxLineBytes: 8 })])),
+  };
+  const bodies = { 'a malformed line': ['nope\n', 400], 'a line too long': ['{"a":"xxxxxxxx"}\n', 413], 'a malformed line after one': ['1\nnope\n', 200] };
+  for (const [how, serve] of [...Object.entries(serves), ['the route', null]]) {
+    const srv = serve === null ? own : await serve(echoing);
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    let connections = 0;
+    srv.server.on('connection', () => connections++);
+    try {
+      for (const [what, [body, status]] of Object.entries(bodies)) {
+        const r = await post(srv.url, body, agent);
+        assert.equal(r.status, serve === null && status === 200 ? 400 : status, `${how}, ${what}`);
+        assert.equal(r.connection, 'keep-alive', `${how}, ${what}`);
+      }
+      assert.equal((await post(srv.url, '2\n', agent)).status, 200, how);
+      assert.equal(connections, 1, `${how}: one connection for every request`);
+    } finally {
+      agent.destroy();
+      if (serve !== null) await srv.close();
+    }
+  }
+  await own.close();
+});
+
 test('a handler error before any output keeps the keep-alive connection of a body sent whole, with the headers or after them', async () => {
   const serves = { sendNdjson: sendNdjsonServer, ...TO_READABLE };
   const answer = '{"error":{"message":"bad event {\\"a\\":1}","code":"E_BAD"}}';

@@ -179,6 +179,50 @@ test('NDJSON in one chunk: the lines before a malformed one are answered before 
   }
 });
 
+test('a request read as text (req.setEncoding) gives the same events, characters split across packets included', async () => {
+  const srv = await listen(async (req, res) => {
+    const encoding = req.headers['x-encoding'];
+    if (encoding !== 'none') req.setEncoding(encoding);
+    const got = [];
+    try {
+      for await (const e of ndjsonEvents(req)) got.push(e);
+    } catch (error) {
+      got.push({ error: error.code });
+    }
+    res.end(JSON.stringify(got));
+  });
+  const post = (encoding, bytes) =>
+    new Promise((resolve, reject) => {
+      const req = request(srv.url, { method: 'POST', headers: { 'x-encoding': encoding } }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c) => (text += c));
+        res.on('end', () => resolve(JSON.parse(text)));
+      });
+      req.on('error', reject);
+      // One byte per packet: every multi-byte character split.
+      let i = 0;
+      const next = () => {
+        if (i === bytes.length) return req.end();
+        req.write(bytes.subarray(i, ++i));
+        setImmediate(next);
+      };
+      next();
+    });
+  try {
+    const good = Buffer.from('{"a":"😀é"}\n{"b":2}\n');
+    for (const encoding of ['none', 'utf8', 'latin1', 'hex', 'base64', 'utf16le'])
+      assert.deepEqual(await post(encoding, good), [{ a: '😀é' }, { b: 2 }], encoding);
+    // Bytes that are not UTF-8: refused unless Node decoded them as UTF-8 first.
+    const bad = Buffer.concat([Buffer.from('{"a":"'), Buffer.from([0xff]), Buffer.from('"}\n')]);
+    for (const encoding of ['none', 'latin1', 'hex'])
+      assert.deepEqual(await post(encoding, bad), [{ error: 'ERR_VELO_BAD_NDJSON' }], encoding);
+    assert.deepEqual(await post('utf8', bad), [{ a: '\ufffd' }]);
+  } finally {
+    await srv.close();
+  }
+});
+
 test('an output is written while its handler awaits something else, and a handler that never stops does not starve the event loop', async () => {
   // Output 0, then a wait that only the client's receipt of output 0 ends.
   let received;

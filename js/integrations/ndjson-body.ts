@@ -15,7 +15,15 @@ import {
   invalidValue,
   lineTooLargeError,
 } from '../errors';
-import { kBodyLeft, closeIfBodyLeft, closeIfBodyUnread, dropBodyLeft, lingerAtClose, responseOf } from '../net/body-close';
+import {
+  bodyEndPending,
+  kBodyLeft,
+  closeIfBodyLeft,
+  closeIfBodyUnread,
+  dropBodyLeft,
+  lingerAtClose,
+  responseOf,
+} from '../net/body-close';
 import { integerOption } from '../validate';
 import { assertOptionsObject } from '../config';
 
@@ -334,10 +342,15 @@ class NdjsonBody<E> {
       const error = this.#error;
       this.#close();
       // A refusal taken: nothing reads the rest of the body, so its connection closes once answered, whoever
-      // writes the answer (`Connection: close` if the headers are not out yet).
+      // writes the answer (`Connection: close` if the headers are not out yet), unless the body turns out to have
+      // all arrived (Node marks it complete a turn after its last bytes came with the headers).
       if (state === BodyState.Refused) {
         const res = responseOf(this.#req as IncomingMessage);
-        if (res !== undefined) closeIfBodyUnread(res);
+        if (res !== undefined) {
+          const pending = bodyEndPending(res);
+          if (pending === undefined) closeIfBodyUnread(res);
+          else void pending.then(() => closeIfBodyUnread(res));
+        }
       }
       reader.reject(error);
     } else reader.resolve(doneResult());
@@ -385,7 +398,8 @@ class NdjsonBody<E> {
       this.#lines.length = 0;
       this.#next = 0;
       try {
-        this.#chunk(typeof data === 'string' ? Buffer.from(data) : (data as Buffer));
+        // (A body read as text, `req.setEncoding(...)`: its bytes back, as it decoded them.)
+        this.#chunk(typeof data === 'string' ? Buffer.from(data, req.readableEncoding ?? 'utf8') : (data as Buffer));
       } catch (error) {
         this.#refuse(error);
       }
