@@ -339,6 +339,19 @@ test('fakeModel answers differently on every call: a plain call splices two answ
   ])
     assert.throws(() => model.stream('q', bad), { code: 'ERR_INVALID_ARG_VALUE', message: /"after" must be the first chunks/ });
   assert.equal(model.answers, 1);
+  // Another process's model (a worker that took over): it continues the answer as its chunks carry it, read back
+  // from the log, and gives the same chunks the first model would have; it started no answer.
+  const other = fakeModel({ tokens: [4, 4] });
+  const carried = JSON.parse(JSON.stringify(head));
+  const continued = [];
+  for await (const t of other.stream('q', carried)) continued.push(t);
+  assert.deepEqual(continued, rest);
+  assert.equal(other.answers, 0);
+  const again = [];
+  for await (const t of other.stream('q', [...carried, continued[0]])) again.push(t);
+  assert.deepEqual(again, [rest[1]]);
+  for (const bad of [[{ ...head[0], answer: 'never-given' }], [{ ...head[0], of: 0 }], [{ ...head[0], answer: '' }], [head[0], { ...head[1], of: 9 }]])
+    assert.throws(() => other.stream('q', bad), { code: 'ERR_INVALID_ARG_VALUE', message: /"after" must be the first chunks/ });
 });
 
 /** A worker whose session of `fn` took one event, was committed, and was replayed by the next owner after a crash. */

@@ -1,6 +1,7 @@
 // A fake streaming model for tests of handlers that call one: each call answers differently (its own answer id and
 // token count), as a real model does, so a test finds a handler that would splice two answers after a takeover.
-// Asked to continue after chunks it gave (`ctx.stream`'s `chunks`), it continues the same answer.
+// Asked to continue after chunks of an answer (`ctx.stream`'s `chunks`), it continues the same answer: one it started,
+// or one another process's model started (a takeover by another worker), as the chunks carry it.
 import { randomUUID } from 'node:crypto';
 import { describe, invalidType, invalidValue } from '../../errors';
 
@@ -55,12 +56,14 @@ export function fakeModel(options: FakeModelOptions = {}): FakeModel {
     throw invalidType(`fakeModel(): options.pace must be a function, not ${describe(pace)}`);
   /** Every answer this model started: its id -> its length and its first prompt (which its texts are made of). */
   const started = new Map<string, { of: number; prompt: string }>();
+  /** Answers another model started that this one continued, known as their chunks carried them. */
+  const adopted = new Map<string, { of: number; prompt: string }>();
   return {
     get answers() {
       return started.size;
     },
     stream(prompt: string, after: readonly FakeToken[] = []) {
-      checkAfter(after, started);
+      checkAfter(prompt, after, started, adopted);
       return streamed(prompt, after);
     },
   };
@@ -75,7 +78,7 @@ export function fakeModel(options: FakeModelOptions = {}): FakeModel {
       started.set(answer, { of, prompt });
     } else {
       ({ answer, of } = first);
-      prompt = (started.get(answer) as { prompt: string }).prompt;
+      prompt = (started.get(answer) ?? adopted.get(answer))!.prompt;
     }
     for (let i = after.length; i < of; i++) {
       if (pace !== undefined) await pace();
@@ -90,19 +93,34 @@ function textOf(prompt: string, answer: string, i: number): string {
 }
 
 /**
- * `after` is the head of one answer the model started (`started`), each chunk as it streamed it (chunks `0, 1, ...`
- * of one id, with their length and text): else refused.
+ * `after` is the head of one answer (chunks `0, 1, ...` of one id, with their length and text) as a model streamed
+ * it: one this model started (`started`), or, unknown here, one another process's model started, whose chunks are
+ * then taken as they are (its texts made of `prompt`, as a continuation asks with the same prompt) and kept in
+ * `adopted`. Else refused.
  */
-function checkAfter(after: unknown, started: ReadonlyMap<string, { of: number; prompt: string }>): void {
+function checkAfter(
+  prompt: string,
+  after: unknown,
+  started: ReadonlyMap<string, { of: number; prompt: string }>,
+  adopted: Map<string, { of: number; prompt: string }>,
+): void {
   const refuse = (why: string) =>
-    invalidValue(`fakeModel().stream(): "after" must be the first chunks of one of its answers, as it streamed them: ${why}`);
+    invalidValue(`fakeModel().stream(): "after" must be the first chunks of one answer, as a model streamed them: ${why}`);
   if (!Array.isArray(after)) throw invalidType(`fakeModel().stream(): "after" must be an array. Received ${describe(after)}`);
   if (after.length === 0) return;
   const first = after[0] as Partial<FakeToken> | null;
-  const answer = first?.answer;
-  const known = typeof answer === 'string' ? started.get(answer) : undefined;
-  if (answer === undefined || known === undefined)
-    throw refuse(`chunk 0 is ${describe(first)}, not a chunk of an answer it started`);
+  const answer = first === null || typeof first !== 'object' ? undefined : first.answer;
+  if (typeof answer !== 'string' || answer === '')
+    throw refuse(`chunk 0 is ${describe(first)}, not a chunk of a fake model's answer (it has no answer id)`);
+  let known = started.get(answer) ?? adopted.get(answer);
+  if (known === undefined) {
+    const of = (first as Partial<FakeToken>).of;
+    if (typeof of !== 'number' || !Number.isSafeInteger(of) || of < 1)
+      throw refuse(`chunk 0 has the answer length ${describe(of)}`);
+    if (typeof prompt !== 'string')
+      throw invalidType(`fakeModel().stream(): the prompt must be a string. Received ${describe(prompt)}`);
+    known = { of, prompt };
+  }
   if (after.length > known.of) throw refuse(`${after.length} chunks of an answer of ${known.of}`);
   after.forEach((chunk: Partial<FakeToken> | null, i) => {
     if (chunk === null || typeof chunk !== 'object' || chunk.answer !== answer)
@@ -111,4 +129,5 @@ function checkAfter(after: unknown, started: ReadonlyMap<string, { of: number; p
     if (chunk.of !== known.of || chunk.text !== textOf(known.prompt, answer, i))
       throw refuse(`chunk ${i} is not as the model gave it (its "of" or "text" differs)`);
   });
+  if (!started.has(answer)) adopted.set(answer, known);
 }
