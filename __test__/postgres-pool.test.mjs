@@ -307,3 +307,37 @@ test('a connection the server ends as the pool hands it over: its error is heard
   assert.equal(ended, 1);
   for (const e of errors) assert.equal(typeof (e.cause?.code ?? e.code), 'string', String(e));
 });
+
+test('a pool ended before its worker and producer were closed: each failure reported ERR_VELO_POOL_ENDED, a send rejected with nothing written', async () => {
+  const schema = 'velo_pool_ended';
+  const app = postgres.pool({ max: 4 });
+  const shared = { pool: app, schema, name: 'tot', partitions: 2 };
+  const errors = [];
+  const producer = postgresProducer(shared);
+  await producer.send('warm', { n: 0 });
+  const worker = postgresWorker(totals({ idleTimeout: 0 }), { ...shared, leaseTtl: 1000, onError: (error) => errors.push(error) });
+  try {
+    await until(async () => (await outputsOf(schema, 'warm')) === 1, 'the output of the first event');
+    // The wrong order: the pool first. (Its end() waits for the connections the worker holds.)
+    const ended = app.end();
+    await until(() => errors.length > 0, 'a report');
+    for (const error of errors) {
+      assert.equal(error.code, 'ERR_VELO_POOL_ENDED', String(error));
+      assert.match(error.cause.message, /Cannot use a pool after calling end on the pool/);
+    }
+    for (const send of [() => producer.send('a', { n: 1 }), () => producer.sendMany([['a', { n: 1 }], ['b', { n: 2 }]])]) {
+      const error = await send().then(
+        () => assert.fail('sent on an ended pool'),
+        (e) => e,
+      );
+      assert.equal(error.code, 'ERR_VELO_SEND_FAILED');
+      assert.equal(error.cause.code, 'ERR_VELO_POOL_ENDED');
+      assert.match(error.message, /pool was ended/);
+      assert.ok(error.ids.every((id) => id === null), 'nothing written');
+    }
+    await worker.close();
+    await ended;
+  } finally {
+    await worker.close();
+  }
+});

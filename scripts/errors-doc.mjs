@@ -50,7 +50,7 @@ export function errorsDoc() {
     '',
     '## Renamed codes',
     '',
-    'An error carries the new code only. `ERROR_CODE_ALIASES`, exported by `velo-stream`, maps each old name to the new one (`ERROR_CODE_ALIASES[code] ?? code`) until the next minor release.',
+    'An error carries the new code only. `ERROR_CODE_ALIASES`, exported by `velo-stream`, maps each old name to the new one (`ERROR_CODE_ALIASES[code] ?? code`) for one release: it goes in the next.',
     '',
     '| old code | new code |',
     '|---|---|',

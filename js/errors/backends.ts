@@ -56,6 +56,20 @@ export function redisTimeoutError(ms: number, what?: string): Error & { code: 'E
   return coded(new Error(what === undefined ? message : `${what}: ${message}`), 'ERR_VELO_REDIS_TIMEOUT', { timeout: ms });
 }
 
+/**
+ * `ERR_VELO_POOL_ENDED`: the user's pool was ended (`pool.end()`) while velo-stream still used it: every later call
+ * fails. `cause` is node-postgres' error ("Cannot use a pool after calling end on the pool").
+ */
+export function poolEndedError(cause: unknown): Error & { code: 'ERR_VELO_POOL_ENDED' } {
+  return coded(
+    new Error(
+      'The Postgres pool was ended (pool.end()) while velo-stream still used it: every call fails. Close the workers, producers and readers on it first, then end the pool.',
+      { cause },
+    ),
+    'ERR_VELO_POOL_ENDED',
+  );
+}
+
 /** `ERR_VELO_POOL_TOO_SMALL`: the pool's `max` is too small for a worker that listens. */
 export function poolTooSmallError(message: string): RangeError & { code: 'ERR_VELO_POOL_TOO_SMALL' } {
   return coded(new RangeError(message), 'ERR_VELO_POOL_TOO_SMALL');

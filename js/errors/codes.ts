@@ -439,6 +439,12 @@ export const ERROR_CODES = {
     action:
       'Upgrade this process to the release that migrated the schema; or, to migrate, stop every worker of the older release first (a closed worker leaves at once, a killed one within its `leaseTtl`) and start the new release: docs/postgres.md#upgrading.',
   },
+  ERR_VELO_POOL_ENDED: {
+    class: '',
+    from: 'velo-stream/postgres',
+    when: "The pool a worker, producer or reader uses was ended (`pool.end()`) before it was closed: every call of it fails. A worker reports it to `onError` at each failed call (node-postgres' error is the `cause`); a send rejects with `SendError`, its `cause` this error.",
+    action: 'Close the workers, producers and readers on the pool, then end it (docs/durable/production.md).',
+  },
   ERR_VELO_POOL_TOO_SMALL: {
     class: 'RangeError',
     from: 'velo-stream/postgres',

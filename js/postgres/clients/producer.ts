@@ -3,7 +3,7 @@
 // (so per key too); ids are given in commit order under the partitions' head rows (log/input.ts).
 import { eachPair } from '../../durable/common/send-pairs';
 import type { Producer as AnyProducer } from '../../durable/common/clients';
-import { SendError } from '../../errors';
+import { SendError, poolEndedError } from '../../errors';
 import { callTimeoutOption, integerArgument } from '../../validate';
 import { encodeChecked } from '../../durable/common/codec';
 import { activeTraceFields } from '../../durable/common/trace-context';
@@ -12,6 +12,7 @@ import { CALL_TIMEOUT_MS, PoolGate } from '../log/gate';
 import { PgLog, appendEventsManyPg } from '../log/pg-log';
 import { type PgPoolLike, text } from '../log/sql';
 import { type PgResolved, type PoolKey, type PostgresOptions, resolvePgOptions } from './options';
+import { isPoolEnded } from './retry';
 
 /** A producer's options on Postgres only. */
 export interface PostgresProducerOnly {
@@ -110,7 +111,13 @@ class Producer<I> implements PostgresProducer<I> {
       await this.#o.prepare(this.#pool);
     } catch (error) {
       ids.fill(null);
-      throw new SendError(ids, `send: nothing written, the tables could not be made: ${(error as Error)?.message}`, error);
+      if (isPoolEnded(error))
+        throw new SendError(ids, 'send: nothing written, the pool was ended (pool.end())', poolEndedError(error));
+      throw new SendError(
+        ids,
+        `send: nothing written, the tables could not be checked or made: ${(error as Error)?.message}`,
+        error,
+      );
     }
     // One statement (one transaction) per CHUNK events, whatever their partitions, one after the other.
     for (let start = 0; start < n; start += CHUNK) {
@@ -127,9 +134,11 @@ class Producer<I> implements PostgresProducer<I> {
       } catch (error) {
         // A refused connection wrote nothing; any other failure may have come at the commit, whose events are then
         // unknown (undefined). The chunks after it were not tried.
-        const refused = isRefused(error);
+        // (A pool ended before the call: nothing was sent.)
+        const ended = isPoolEnded(error);
+        const refused = ended || isRefused(error);
         for (let i = start; i < n; i++) ids[i] = i >= end || refused ? null : undefined;
-        failures.push(error);
+        failures.push(ended ? poolEndedError(error) : error);
         break;
       }
     }

@@ -1,6 +1,6 @@
 // Which errors of the user's pg.Pool are a lost or refused connection (the server restarting, a network cut), and
 // a call retried over them: the readers' reads, which are made again from the same positions.
-import { postgresConnectionError } from '../../errors';
+import { poolEndedError, postgresConnectionError } from '../../errors';
 import { pause } from '../../watch-abort';
 
 /** Socket errors, and SQLSTATEs of a server shutting down or of a connection failure (class 08, 57P01-57P03). */
@@ -46,7 +46,15 @@ export function isConnectionError(error: unknown): boolean {
  */
 export function reportableError(error: unknown): unknown {
   const code = (error as { code?: unknown } | null)?.code;
-  return typeof code !== 'string' && isConnectionError(error) ? postgresConnectionError(error) : error;
+  if (typeof code === 'string') return error;
+  if (isPoolEnded(error)) return poolEndedError(error);
+  return isConnectionError(error) ? postgresConnectionError(error) : error;
+}
+
+/** pg-pool's words for a call on a pool after its `end()`. */
+export function isPoolEnded(error: unknown): boolean {
+  const message = (error as { message?: unknown } | null)?.message;
+  return typeof message === 'string' && message.startsWith('Cannot use a pool after calling end on the pool');
 }
 
 /** First and longest wait before a call retried after a lost connection, ms. */
