@@ -65,3 +65,24 @@ test('a label that is not a string is refused at the open (ERR_INVALID_ARG_TYPE)
   // A label changes nothing else: the outputs are the same.
   assert.deepEqual(await fn.run([1, 2], { label: 'x', signal: new AbortController().signal }), [1, 2]);
 });
+
+test("a function's and another make's limiter's long names are cut to 200 characters in the feed, as labels", async () => {
+  const name = `${'n'.repeat(250)}`;
+  const fn = streamFn(async function* (events) {
+    for await (const e of events) yield e;
+  }, { name });
+  const custom = {
+    name: `${'l'.repeat(198)}😀tail`,
+    acquire: async () => ({ release() {} }),
+    tryAcquire: () => undefined,
+    stats: () => ({ name: 'x', inUse: 0, waiting: 0, admitted: 0, rejected: 0, waitedMs: { p50: 0, p99: 0 }, keys: 0 }),
+  };
+  const { root: base, close } = await listen(dashboard({ functions: [fn], limiters: [custom] }));
+  try {
+    const sample = await firstSample(`${base}feed`);
+    assert.equal(sample.functions[0].name, `${'n'.repeat(199)}…`);
+    assert.equal(sample.limiters[0].name, `${'l'.repeat(198)}…`);
+  } finally {
+    await close();
+  }
+});

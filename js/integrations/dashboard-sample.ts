@@ -114,7 +114,7 @@ export interface TaskSample {
 
 /** One worker's figures in a sample (its `stats()`, see `WorkerStats`). */
 export interface WorkerSample {
-  /** The function's name. */
+  /** The function's name, 200 characters at most (cut as in `functions`). */
   name: string;
   /** The worker's id. */
   id: string;
@@ -162,7 +162,7 @@ export type RedisSample = WorkerSample;
 
 /** One limiter's figures in a sample (its `stats()`); per-second rates are since the previous sample (0 in a page's first). */
 export interface LimiterSample {
-  /** The limiter's name. */
+  /** The limiter's name, 200 characters at most (cut as a function's). */
   name: string;
   /**
    * `limiter()` ('in-process'), `redisLimiter()` ('redis'), `postgresLimiter()` ('postgres'), or another object with
@@ -223,7 +223,7 @@ export type LimiterKind = 'in-process' | 'redis' | 'postgres' | 'other';
 
 /** A limiter whose `stats()` threw (or answered something that is not figures): the rest of the sample is sent. */
 export interface LimiterFailure {
-  /** The limiter's name. */
+  /** The limiter's name, 200 characters at most (cut as a function's). */
   name: string;
   /** As in LimiterSample. */
   kind: LimiterKind;
@@ -482,7 +482,8 @@ class LimiterWatch {
   constructor(limiter: Limiter<unknown>, name: string, showKeys: boolean) {
     this.#limiter = limiter;
     this.#showKeys = showKeys;
-    this.name = name;
+    // (Another make's limiter may have any name: shown cut, as a function's.)
+    this.name = shownName(name);
     // The package's limiters describe themselves; any other object is 'other' (so is one whose description cannot
     // be read: only the package's own answers are trusted to be one).
     let kind: LimiterKind = 'other';
@@ -617,7 +618,7 @@ export class Sampler {
     const workers = this.#workers.map((w): WorkerSample => {
       const s = w.stats();
       return {
-        name: w.name,
+        name: shownName(w.name),
         id: w.id,
         backend: w.backend,
         owned: s.owned,
