@@ -287,8 +287,11 @@ export interface OpenOptions {
   cost?: number | undefined;
 }
 
-/** Events a stream accepts in bulk: any sync or async iterable (arrays, generators, Node `Readable`s). */
-export type EventSource<I> = Iterable<I> | AsyncIterable<I>;
+/**
+ * Events a stream accepts in bulk: any sync or async iterable (arrays, generators, Node `Readable`s). Not a string,
+ * though it iterates its characters: `run('abc')` is refused (`ERR_INVALID_ARG_TYPE`), and the type says so.
+ */
+export type EventSource<I> = (Iterable<I> | AsyncIterable<I>) & { readonly charAt?: never };
 
 /**
  * A function `feed()` calls once, at the call, with a signal of the feed's own, to make its source: the signal

@@ -75,6 +75,15 @@ async function batch(): Promise<number[]> {
   }
   // @ts-expect-error run takes events of the input type
   await double.run(['a']);
+  const chars = streamFn(async function* (events: AsyncIterable<string>) {
+    yield* events;
+  });
+  // @ts-expect-error a string is not a source of its characters (refused at run time)
+  await chars.run('abc');
+  // @ts-expect-error nor for feed()
+  void chars.open().feed('abc');
+  await chars.run(['a', 'b']);
+  void chars.open().feed(new Set(['a']));
   const stats = double.stats();
   const open: number = stats.open + stats.rejected;
   void open;
