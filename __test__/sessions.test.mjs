@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { StreamClosedError, StreamLimitError, streamFn, workerFn } from 'velo-stream';
 import { deferred, isSettled, settle } from './helpers/util.mjs';
-import { until } from './helpers/server.mjs';
+import { deadline, until } from './helpers/server.mjs';
 
 const counter = streamFn(async function* counter(events, ctx) {
   let n = 0;
@@ -543,4 +543,37 @@ test('a session holds only the events its handler has not taken yet (within its 
   // The last few may still be referenced by the handler's own iteration; before, up to the last 64 taken were kept.
   assert.ok(collected.size >= 60 - 8, `taken events collected: ${collected.size} of 60`);
   await sessions.close();
+});
+
+test('reads pending on the merged output end when the reader leaves, with a session live, none yet, or an event held by debounce', async () => {
+  const echo = streamFn(
+    async function* echo(events) {
+      for await (const e of events) yield e;
+    },
+    { idleTimeout: 0 },
+  );
+  for (const [label, config, sends] of [
+    ['a live session', undefined, [['a', 'x']]],
+    ['no session yet', undefined, []],
+    ['an event held by debounce', { debounce: { wait: 60_000 } }, [['a', 'x']]],
+  ]) {
+    const sessions = echo.sessions(config);
+    for (const [key, event] of sends) await sessions.send(key, event);
+    const it = sessions[Symbol.asyncIterator]();
+    if (config === undefined && sends.length > 0) assert.deepEqual((await it.next()).value, { key: 'a', value: 'x' });
+    // As a reader racing next() against a timeout leaves: two reads pending.
+    const pending = [it.next(), it.next()];
+    await settle();
+    assert.deepEqual(await Promise.all(pending.map(isSettled)), [false, false], label);
+    assert.deepEqual(await it.return(), { value: undefined, done: true }, label);
+    assert.deepEqual(
+      await deadline(Promise.all(pending), 5000, `${label}: the pending reads`),
+      [
+        { value: undefined, done: true },
+        { value: undefined, done: true },
+      ],
+      label,
+    );
+    assert.equal(sessions.size, 0, label);
+  }
 });

@@ -450,6 +450,8 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
         this.#debouncer?.dropAll();
         const streams = [...this.#live.values()];
         for (const resume of this.#space.drain()) resume();
+        // The reader left: its reads still pending end now, whether or not a session is live to end them.
+        for (const resolve of this.#readers.drain()) resolve(doneResult());
         await Promise.all(streams.map((s) => s.cancel()));
         this.#reading = false;
         return doneResult();
