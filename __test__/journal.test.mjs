@@ -210,6 +210,48 @@ test('a journal past maxJournalBytes is refused at the call, with ERR_VELO_JOURN
   );
 });
 
+test('maxJournalBytes counts the records since the last checkpoint call, whatever the timing of the inputs', async () => {
+  const fn = streamFn(
+    async function* (events, ctx) {
+      for await (const e of events) {
+        if (e.checkpoint) {
+          ctx.checkpoint({ at: e.n });
+          yield { n: e.n, checkpointed: true };
+          continue;
+        }
+        for (let j = 0; j < e.calls; j++) {
+          try {
+            yield { n: e.n, got: (await ctx.run(`r${e.n}.${j}`, () => 'a'.repeat(1898))).length };
+          } catch (error) {
+            yield { n: e.n, code: error.code };
+          }
+        }
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+  const events = [{ n: 1, calls: 4 }, { n: 2, checkpoint: true }, { n: 3, calls: 2 }, { n: 4, calls: 2 }, { n: 5, calls: 2 }];
+  const runs = [];
+  // All at once (the checkpoint's commit queued inputs later), and one at a time.
+  for (const apart of [0, 100]) {
+    const tw = testWorker(fn, { leaseTtl: 3000, maxJournalBytes: 10_000 });
+    for (const e of events) {
+      tw.send('k', e);
+      if (apart > 0) await tw.advance(apart);
+    }
+    await tw.advance(1000);
+    runs.push(tw.outputs().map((o) => o.value));
+    await tw.close();
+  }
+  assert.deepEqual(runs[0], runs[1]);
+  // 7.6 kB before the checkpoint, then 11.4 kB after it: the fifth result after it is refused, at every timing.
+  assert.deepEqual(
+    runs[0].filter((v) => v.code !== undefined),
+    [{ n: 5, code: 'ERR_VELO_JOURNAL_TOO_LARGE' }],
+  );
+  assert.equal(runs[0].length, 11);
+});
+
 test('bad arguments are refused with codes; a pipe stage run by a worker has no journal', async () => {
   const codes = [];
   const fn = streamFn(async function* (events, ctx) {

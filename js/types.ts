@@ -291,7 +291,10 @@ export interface OpenOptions {
  * Events a stream accepts in bulk: any sync or async iterable (arrays, generators, Node `Readable`s). Not a string,
  * though it iterates its characters: `run('abc')` is refused (`ERR_INVALID_ARG_TYPE`), and the type says so.
  */
-export type EventSource<I> = (Iterable<I> | AsyncIterable<I>) & { readonly charAt?: never };
+export type EventSource<I> = (Iterable<I> | AsyncIterable<I>) & {
+  /** Never set: what keeps a string (which has `charAt`) from being an `EventSource`. */
+  readonly charAt?: never;
+};
 
 /**
  * A function `feed()` calls once, at the call, with a signal of the feed's own, to make its source: the signal

@@ -102,6 +102,8 @@ export class Segment implements JournalEntry {
   open = true;
   bytes = 0;
   last = 0;
+  /** Its bytes count toward the journal's bound: until a checkpoint call covers it (`Journal.cut`). */
+  counted = true;
   /** With its first record, if any (an array of that one: most entries keep one record, and no room for more). */
   constructor(
     readonly sid: string,
@@ -595,6 +597,14 @@ export class Journal {
   cut(): number {
     if (this.#open !== null) this.#open.open = false;
     this.#open = null;
+    // The entries it covers leave the bound now, as the handler sees it, not when its commit is queued (after the
+    // outputs before it, maybe several inputs later): whether a call passes `maxJournalBytes` is the same whatever
+    // the timing, on a first run and on a replay.
+    for (const entry of this.#kept)
+      if (entry.counted && entry.last <= this.calls) {
+        entry.counted = false;
+        this.#bytes -= entry.bytes;
+      }
     return this.calls;
   }
 
@@ -611,7 +621,7 @@ export class Journal {
       if (entry.last > calls) kept.push(entry);
       else {
         fields.push(journalField(this.sid, entry.first));
-        this.#bytes -= entry.bytes;
+        if (entry.counted) this.#bytes -= entry.bytes;
         // (A forgotten entry takes no more records: they would be forgotten with it.)
         entry.open = false;
       }
