@@ -348,6 +348,29 @@ test('maxLag with a stalled worker: its partition at its buffer share, the lag g
   }
 });
 
+test("maxLag: a producer's own sends, read by the workers since its last measure, do not refuse it: a refusal is on a fresh measure", async () => {
+  const name = fresh('lagown');
+  const producer = redisProducer({ client, name, partitions: 1, maxLag: 20, lagInterval: 60_000 });
+  const probe = redisProducer({ client, name, partitions: 1 });
+  const worker = redisWorker(totals({ idleTimeout: 200 }), { client, name, partitions: 1, leaseTtl: 1500 });
+  try {
+    // Measured once (lag 0) at the first send; then 19 more: the estimate says 20, the bound.
+    for (let n = 0; n < 20; n++) await producer.send('k', { n });
+    await eventually(async () => (await probe.lag(0)) === 0, 'the worker read every event');
+    // Not due for a measure for a minute: the estimate alone would refuse every send from here.
+    for (let n = 20; n < 25; n++) await producer.send('k', { n });
+    await eventually(async () => (await readAllOutputs(client, name, 1)).length === 25, '25 outputs');
+  } finally {
+    await worker.close();
+  }
+  // With no worker reading, the fresh measure confirms the bound: refused, nothing written.
+  const idle = fresh('lagown-idle');
+  const stalled = redisProducer({ client, name: idle, partitions: 1, maxLag: 20, lagInterval: 60_000 });
+  for (let n = 0; n < 20; n++) await stalled.send('k', { n });
+  await assert.rejects(stalled.send('k', { n: 20 }), { code: 'ERR_VELO_LAG_LIMIT', lag: 20 });
+  assert.equal(await client.xLen(`velo:{${idle}:p0}`), 20);
+});
+
 test('maxLag: the lag is measured once per partition per lagInterval, never once per send', async () => {
   const name = fresh('rate');
   const partitions = 2;

@@ -24,8 +24,9 @@ export interface RedisProducerOnly {
    * with `LagLimitError` (`ERR_VELO_LAG_LIMIT`), writing nothing, while the partition's lag (entries of its input
    * not yet read by the worker owning it, or all of them while no worker ever took it) has reached it. The lag
    * is measured at most every `lagInterval` per partition, in the background, and this producer's own sends
-   * since the last measure are added to it; only the first send to a partition waits for a measure. A call
-   * admitted may take the lag past the bound by its own events. Default: no bound (the lag is never measured).
+   * since the last measure are added to it; only the first send to a partition, and a send that this estimate
+   * puts at the bound, wait for a measure: a refusal is always on a measure made for it. A call admitted may
+   * take the lag past the bound by its own events. Default: no bound (the lag is never measured).
    */
   maxLag?: number;
   /** The longest a partition's measured lag is used before it is measured again, ms. Default 1000. */
@@ -172,15 +173,28 @@ class Producer<I> implements RedisProducer<I> {
         this.#measure(partition).catch(() => {});
       }
     }
-    if (first.length > 0)
-      await Promise.all(first).catch((error: unknown) => {
+    const measured = (measures: Promise<void>[]) =>
+      Promise.all(measures).catch((error: unknown) => {
         const cause = error as Error;
         const why = cause?.message || cause?.name || String(cause);
         throw new SendError(new Array<null>(n).fill(null), `${what}: 0 of ${n} events written, ${n} not: ${why}`, error);
       });
+    if (first.length > 0) await measured(first);
+    const estimate = (state: LagState) => state.lag + state.sent - state.sentBefore;
+    // A partition the estimate puts at the bound is measured again before a refusal: the estimate adds this
+    // producer's sends since the last measure, which its workers may have read since. Refused on that measure.
+    if (first.length === 0) {
+      const again: Promise<void>[] = [];
+      for (const partition of counts.keys()) {
+        const state = this.#lagState(partition);
+        // (After any measure under way, which may have begun before this call: one begun after it.)
+        if (estimate(state) >= this.#maxLag)
+          again.push((state.measuring ?? Promise.resolve()).catch(() => {}).then(() => this.#measure(partition)));
+      }
+      if (again.length > 0) await measured(again);
+    }
     for (const partition of counts.keys()) {
-      const state = this.#lagState(partition);
-      const lag = state.lag + state.sent - state.sentBefore;
+      const lag = estimate(this.#lagState(partition));
       if (lag >= this.#maxLag) throw new LagLimitError(partition, lag, this.#maxLag);
     }
     for (const [partition, n] of counts) this.#lagState(partition).sent += n;
