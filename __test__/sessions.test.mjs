@@ -576,4 +576,18 @@ test('reads pending on the merged output end when the reader leaves, with a sess
     );
     assert.equal(sessions.size, 0, label);
   }
+  // Outputs left unread when the reader leaves are dropped: a read after return(), or another loop, ends at once.
+  const sessions = echo.sessions();
+  const it = sessions[Symbol.asyncIterator]();
+  for (const key of ['a', 'b', 'c']) await sessions.send(key, key);
+  await settle();
+  assert.deepEqual((await it.next()).value, { key: 'a', value: 'a' });
+  const after = [it.return(), it.next()];
+  assert.deepEqual(await Promise.all(after), [
+    { value: undefined, done: true },
+    { value: undefined, done: true },
+  ]);
+  const again = [];
+  for await (const item of sessions) again.push(item);
+  assert.deepEqual(again, []);
 });

@@ -394,6 +394,8 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
 
   /** Adds an item; null if there was room, else a promise for when there is. */
   #push(item: SessionItem<K, O>): Promise<void> | null {
+    // (Nobody reads any more: dropped, as the reader's leaving dropped those before it.)
+    if (this.#left) return null;
     const reader = this.#readers.shift();
     if (reader !== undefined) {
       reader({ value: item, done: false });
@@ -420,6 +422,7 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
   }
 
   #next(): Promise<IteratorResult<SessionItem<K, O>>> {
+    if (this.#left) return Promise.resolve(doneResult());
     const item = this.#merged.shift();
     if (item !== undefined) {
       this.#space.shift()?.();
@@ -450,8 +453,10 @@ export class Sessions<K, I, O> implements AsyncIterable<SessionItem<K, O>> {
         this.#debouncer?.dropAll();
         const streams = [...this.#live.values()];
         for (const resume of this.#space.drain()) resume();
-        // The reader left: its reads still pending end now, whether or not a session is live to end them.
+        // The reader left: its reads still pending end now, whether or not a session is live to end them, and the
+        // outputs it left unread are dropped (a read after this, or another loop, ends at once).
         for (const resolve of this.#readers.drain()) resolve(doneResult());
+        this.#merged.drain();
         await Promise.all(streams.map((s) => s.cancel()));
         this.#reading = false;
         return doneResult();
