@@ -230,7 +230,13 @@ test('maxJournalBytes counts the records since the last checkpoint call, whateve
     },
     { idleTimeout: 60_000 },
   );
-  const events = [{ n: 1, calls: 4 }, { n: 2, checkpoint: true }, { n: 3, calls: 2 }, { n: 4, calls: 2 }, { n: 5, calls: 2 }];
+  const events = [
+    { n: 1, calls: 4 },
+    { n: 2, checkpoint: true },
+    { n: 3, calls: 2 },
+    { n: 4, calls: 2 },
+    { n: 5, calls: 2 },
+  ];
   const runs = [];
   // All at once (the checkpoint's commit queued inputs later), and one at a time.
   for (const apart of [0, 100]) {
@@ -250,6 +256,62 @@ test('maxJournalBytes counts the records since the last checkpoint call, whateve
     [{ n: 5, code: 'ERR_VELO_JOURNAL_TOO_LARGE' }],
   );
   assert.equal(runs[0].length, 11);
+});
+
+test('a call refused past maxJournalBytes is recorded: the replay throws the refusal again, its body not run, whatever it would answer now', async () => {
+  // Each body answers smaller on every call, as a model or a service may: run again, it would fit.
+  const bodies = { run: 0, stream: 0 };
+  const seen = [];
+  const fn = streamFn(
+    async function* (events, ctx) {
+      for await (const e of events) {
+        const run = [];
+        try {
+          const got = await ctx.run('big', () => 'x'.repeat(bodies.run++ === 0 ? 500 : 10));
+          run.push({ got: got.length });
+        } catch (error) {
+          run.push({ name: error?.name, code: error?.code, message: error?.message });
+        }
+        yield { e, run: run[0].got ?? run[0].code };
+        try {
+          for await (const chunk of ctx.stream('model', ({ chunks }) => {
+            const first = bodies.stream++ === 0;
+            return ['a'.repeat(40), first ? 'b'.repeat(80) : 'b', 'c'].slice(chunks.length);
+          })) {
+            run.push({ chunk: chunk.length });
+            yield { e, chunk: chunk.length };
+          }
+        } catch (error) {
+          run.push({ name: error?.name, code: error?.code, message: error?.message });
+        }
+        seen.push(run);
+        yield { e, done: true };
+      }
+    },
+    { idleTimeout: 60_000 },
+  );
+  const tw = testWorker(fn, { leaseTtl: 3000, maxJournalBytes: 100 });
+  tw.send('k', 1);
+  await tw.advance(100);
+  tw.crash();
+  await tw.advance(10_000);
+  assert.equal(seen.length, 2, 'the first run and the replay');
+  assert.deepEqual(bodies, { run: 1, stream: 1 }, 'neither body ran again');
+  assert.deepEqual(seen[1], seen[0], 'the replay threw what the first run did, where it did');
+  assert.deepEqual(
+    seen[0].map((r) => r.code ?? r.chunk),
+    ['ERR_VELO_JOURNAL_TOO_LARGE', 40, 'ERR_VELO_JOURNAL_TOO_LARGE'],
+  );
+  assert.equal(seen[0][0].name, 'JournalTooLargeError');
+  assert.deepEqual(
+    tw.outputs().map((o) => o.value),
+    [
+      { e: 1, run: 'ERR_VELO_JOURNAL_TOO_LARGE' },
+      { e: 1, chunk: 40 },
+      { e: 1, done: true },
+    ],
+  );
+  assert.deepEqual(other(tw), []);
 });
 
 test('bad arguments are refused with codes; a pipe stage run by a worker has no journal', async () => {
@@ -392,7 +454,12 @@ test('fakeModel answers differently on every call: a plain call splices two answ
   const again = [];
   for await (const t of other.stream('q', [...carried, continued[0]])) again.push(t);
   assert.deepEqual(again, [rest[1]]);
-  for (const bad of [[{ ...head[0], answer: 'never-given' }], [{ ...head[0], of: 0 }], [{ ...head[0], answer: '' }], [head[0], { ...head[1], of: 9 }]])
+  for (const bad of [
+    [{ ...head[0], answer: 'never-given' }],
+    [{ ...head[0], of: 0 }],
+    [{ ...head[0], answer: '' }],
+    [head[0], { ...head[1], of: 9 }],
+  ])
     assert.throws(() => other.stream('q', bad), { code: 'ERR_INVALID_ARG_VALUE', message: /"after" must be the first chunks/ });
 });
 

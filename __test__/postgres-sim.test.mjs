@@ -108,6 +108,9 @@ const SEEDS = [
   // Calls stalled until their bound cuts them, applied at once, part way or never (sim-cut.test.mjs).
   [{ cut: true }, range(1, 4)],
   [{ cut: true, versions: true, journal: true, answers: true }, range(1, 3)],
+  // Journaled calls under a small maxJournalBytes (sim-journal-bound.test.mjs): 39 and 59 record refusals a migrating
+  // release replays.
+  [{ journalBound: true, versions: true }, [1, 2, 39, 59]],
   // A pipe as the session's function (sim-pipe.test.mjs): in 48 and 50 its sessions end by their idle ends' ticks.
   [{ pipe: true }, [...range(1, 3), 48, 50]],
 ];
@@ -115,6 +118,7 @@ const SEEDS = [
 /** What a flag set's seeds must have replayed (`tallyOf` of sim-on-postgres.mjs): the parts of the log it is there for. */
 const EXERCISED = {
   journal: ['commit with journal', 'commit with unjournal', 'journal found'],
+  journalBound: ['commit with journal', 'journal found'],
   wide: ['commits of one turn'],
   effects: [
     'effects threw in a group',

@@ -13,7 +13,9 @@
 // events make outputs and ends only, no timers, checkpoints or calls).
 // `--journal` adds keys whose events make journaled calls to services that answer differently on every call
 // (`journalChecks`; without `--versions`, some leave a call running that answers after their session; with `--markers`,
-// each answer begins with a start output made before its calls). `--wide` runs six partitions with keys whose events come at the same times (a process commits
+// each answer begins with a start output made before its calls). `--journal-bound` adds keys whose events make
+// journaled calls of drawn sizes under a small `maxJournalBytes`: the calls refused are those the bound names
+// (`boundChecks`). `--wide` runs six partitions with keys whose events come at the same times (a process commits
 // several partitions at once); `--effects` (with `--postgres`) gives the replay's logs hostile effects
 // (sim-on-postgres.mjs). `--answers` (with `--versions`) adds questions answered in tokens, fewer in a migrating release (`answerChecks`). `--postgres` replays
 // each seed's calm and faulty runs on the Postgres log, on a private postgres, the server's clock pinned to the
@@ -45,6 +47,7 @@ const { values } = parseArgs({
     cut: { type: 'boolean', default: false },
     answers: { type: 'boolean', default: false },
     journal: { type: 'boolean', default: false },
+    'journal-bound': { type: 'boolean', default: false },
     markers: { type: 'boolean', default: false },
     wide: { type: 'boolean', default: false },
     effects: { type: 'boolean', default: false },
@@ -79,6 +82,7 @@ const seedFlags = {
   cut: values.cut,
   answers,
   journal,
+  journalBound: values['journal-bound'],
   markers: values.markers,
   wide: values.wide,
   pipe: values.pipe,

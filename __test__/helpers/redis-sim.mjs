@@ -14,6 +14,7 @@ import { prng } from '../../bench/prng.mjs';
 import { model } from './session-model.mjs';
 import { resetServices, scriptHandler, takeCallers, timeOf } from './session-script.mjs';
 import { JOURNAL_KEYS, callsDiffer, journalChecks, journalPlansFor } from './sim-journal.mjs';
+import { BOUND_KEYS, boundChecks, journalBoundFor } from './sim-journal-bound.mjs';
 
 /** The one-line command that replays a seed, with its trace and a shrunk scenario (`permits`: its faulty run with limiters). */
 export const replayCommand = (
@@ -31,12 +32,13 @@ export const replayCommand = (
     cut = false,
     answers = false,
     journal = false,
+    journalBound = false,
     markers = false,
     wide = false,
     pipe = false,
   } = {},
 ) =>
-  `node scripts/sim.mjs --seed ${seed} --trace --shrink${only.length === FAULT_KINDS.length ? '' : ` --only ${only.join(',')}`}${permits ? ' --permits' : ''}${versions ? ' --versions' : ''}${debounce ? ' --debounce' : ''}${keyState ? ' --key-state' : ''}${hostileMigrate ? ' --hostile-migrate' : ''}${releaseDebounce ? ' --release-debounce' : ''}${clockSkew ? ' --clock-skew' : ''}${poolOrder ? ' --pool-order' : ''}${cut ? ' --cut' : ''}${answers ? ' --answers' : ''}${journal ? ' --journal' : ''}${markers ? ' --markers' : ''}${wide ? ' --wide' : ''}${pipe ? ' --pipe' : ''}`;
+  `node scripts/sim.mjs --seed ${seed} --trace --shrink${only.length === FAULT_KINDS.length ? '' : ` --only ${only.join(',')}`}${permits ? ' --permits' : ''}${versions ? ' --versions' : ''}${debounce ? ' --debounce' : ''}${keyState ? ' --key-state' : ''}${hostileMigrate ? ' --hostile-migrate' : ''}${releaseDebounce ? ' --release-debounce' : ''}${clockSkew ? ' --clock-skew' : ''}${poolOrder ? ' --pool-order' : ''}${cut ? ' --cut' : ''}${answers ? ' --answers' : ''}${journal ? ' --journal' : ''}${journalBound ? ' --journal-bound' : ''}${markers ? ' --markers' : ''}${wide ? ' --wide' : ''}${pipe ? ' --pipe' : ''}`;
 
 /** The `keyState` of a seed's runs with key state: kept a day (far past any run). */
 export const KEY_STATE = { retention: 86_400_000 };
@@ -687,6 +689,7 @@ export async function runSeed(
     cut = false,
     answers = false,
     journal = false,
+    journalBound = false,
     markers = false,
     wide = false,
     pipe = false,
@@ -738,6 +741,16 @@ export async function runSeed(
       }
     }
     s.events.sort((x, y) => x.at - y.at);
+  }
+  // --journal-bound: events of their own keys make journaled calls of drawn sizes under a small `maxJournalBytes`,
+  // in bursts and apart, held to the bound's checks (`boundChecks`). (Not with --journal, whose answers would pass
+  // it, nor --pipe, whose handler makes no journaled calls.)
+  if (journalBound) {
+    if (journal || pipe) throw new TypeError('--journal-bound runs without --journal and --pipe');
+    s.journalBound = true;
+    s.opaque = [...(s.opaque ?? []), ...BOUND_KEYS];
+    // (With a debounce, each event further apart than any drawn wait, and none in a burst: each delivered.)
+    journalBoundFor(seed, s, debounce ? s.idleTimeout + 2 : Math.floor(s.idleTimeout / 2), !debounce);
   }
   if (keyState) s.limits.keyState = KEY_STATE;
   // --wide: six partitions, and keys of their own whose events come at the same times (an event each every idle/2, a
@@ -915,6 +928,10 @@ export async function runScenario(seed, s, { trace, slow = true, permits, record
   if (s.journal === true) {
     problems.push(...journalChecks(calm, s).map((p) => `calm: ${p}`));
     problems.push(...journalChecks(faulty, s).map((p) => `faulty: ${p}`));
+  }
+  if (s.journalBound === true) {
+    problems.push(...boundChecks(calm, s).map((p) => `calm: ${p}`));
+    problems.push(...boundChecks(faulty, s).map((p) => `faulty: ${p}`));
   }
   if (s.answers === true) {
     problems.push(...answerChecks(calm, s).map((p) => `calm: ${p}`));

@@ -302,6 +302,28 @@ export function scriptHandler({ pause, version, upgrades = false, extra = false,
         if (input.checkpoint === true) ctx.checkpoint(version === undefined ? state : { ...state, v: version });
         continue;
       }
+      if (input.bounded !== undefined) {
+        // Journaled calls whose results have the sizes the input names (`--journal-bound`: sim-journal-bound.mjs), an
+        // output per call saying whether the journal took its result or refused it past `maxJournalBytes`, a pause
+        // after each, then the end. What a call's result says differs on every call; its size does not.
+        for (const [call, size] of input.bounded.entries()) {
+          let took;
+          try {
+            await ctx.run(`b${call}`, () => `s${++served}`.padEnd(size, '.'));
+            took = 'kept';
+          } catch (error) {
+            if (error?.code !== 'ERR_VELO_JOURNAL_TOO_LARGE') throw error;
+            took = 'refused';
+          }
+          // (The same outputs in every version: one adopting an answer in flight continues it.)
+          yield { in: input.tag, call, took };
+          if (pause !== undefined) await pause(input, ctx.entry);
+        }
+        yield { in: input.tag, done: true };
+        state = { count: state.count + 1, took: [...state.took, input.tag] };
+        if (input.checkpoint === true) ctx.checkpoint(version === undefined ? state : { ...state, v: version });
+        continue;
+      }
       if (input.answer !== undefined) {
         // An answer in tokens, a pause between each (a commit, a crash or a deploy may come mid-answer), then its
         // end: as many tokens as the version answers with (`answer[version]`, else `answer.tokens`).

@@ -162,7 +162,7 @@ export const ERROR_CODES = {
   ERR_VELO_JOURNAL_TOO_LARGE: {
     class: 'JournalTooLargeError',
     from: 'velo-stream/durable',
-    when: "A session's journal (the results and chunks of its journaled calls since its last checkpoint) would pass `maxJournalBytes`: thrown at the call that would pass it, nothing of it recorded.",
+    when: "A session's journal (the results and chunks of its journaled calls since its last checkpoint) would pass `maxJournalBytes`: thrown at the call that would pass it. The result is not kept; the refusal is, and a replay throws it again at that call without running its body.",
     action:
       'Checkpoint more often (a checkpoint drops the records it covers), journal smaller results, or raise `maxJournalBytes`.',
   },

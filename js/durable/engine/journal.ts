@@ -154,6 +154,16 @@ export function recordedError(payload: Buffer | string, call = 'a journaled call
   return error;
 }
 
+/** Whether `r` is a call's refusal past `maxJournalBytes` (`Journal.#record`): kept outside the bound. */
+function isRefusal(r: JournalRecord): boolean {
+  if (r.kind !== 'e') return false;
+  try {
+    return (JSON.parse(r.payload.toString()) as { code?: unknown }).code === 'ERR_VELO_JOURNAL_TOO_LARGE';
+  } catch {
+    return false;
+  }
+}
+
 export class Journal {
   /** Journaled calls made so far (restored from the checkpoint): the next is `calls + 1`. */
   calls: number;
@@ -176,6 +186,8 @@ export class Journal {
   /** The entry records join (queued, not yet taken by a commit nor cut by a checkpoint call), or null. */
   #open: Segment | null = null;
   #bytes = 0;
+  /** The last refusal recorded (`#record`): a stream's catch of it records nothing more. */
+  #refusal: JournalTooLargeError | null = null;
   /** Its session ended (`all`): nothing more is recorded. */
   #ended = false;
   /**
@@ -328,7 +340,7 @@ export class Journal {
         const earlier = this.#recordedCalls.get(call);
         if (earlier !== undefined && earlier.streamed !== streamed) this.#twice.set(call, earlier);
         this.#recordedCalls.set(call, { name: r.name, streamed });
-        kept.bytes += Buffer.byteLength(r.payload);
+        if (!isRefusal(r)) kept.bytes += Buffer.byteLength(r.payload);
         kept.last = Math.max(kept.last, callOf(r.at));
       }
       this.#kept.push(kept);
@@ -341,6 +353,10 @@ export class Journal {
    * open entry, or a new one. Nothing once the session's signal aborted (`aborted`, told without making the signal):
    * it is being cancelled (a hand-off, a stop), and what its calls answer then (an AbortError, a stream cut short) is
    * not their answer; the next owner calls again.
+   *
+   * A record that would pass the bound is refused: the call's refusal (`JournalTooLargeError`, thrown) is recorded in
+   * its place (a stream's at its end), outside the bound, so that a replay throws it there without calling again (a
+   * body called again may answer otherwise, and the handler go another way than the outputs it wrote).
    */
   #record(
     call: number,
@@ -354,9 +370,19 @@ export class Journal {
     if (call <= this.#covered || this.#ended || signal.aborted) return;
     const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
     const limit = this.host.maxJournalBytes;
-    if (this.#bytes + size > limit)
-      throw new JournalTooLargeError(this.sid, this.#bytes + size, limit, recordNamed(this.sid, at, kind, name));
-    const record: JournalRecord = { at, kind, name, payload, bytes: size, yielded };
+    if (this.#bytes + size > limit) {
+      const refusal = new JournalTooLargeError(this.sid, this.#bytes + size, limit, recordNamed(this.sid, at, kind, name));
+      const text = this.encodeError(refusal);
+      const end = at.includes('.') ? `${call}.end` : at;
+      this.#add(call, { at: end, kind: 'e', name, payload: text, bytes: Buffer.byteLength(text), yielded }, 0);
+      this.#refusal = refusal;
+      throw refusal;
+    }
+    this.#add(call, { at, kind, name, payload, bytes: size, yielded }, size);
+  }
+
+  /** Queues `record` of call `call`, `counted` of its bytes toward the bound: in the open entry, or a new one. */
+  #add(call: number, record: JournalRecord, counted: number): void {
     let entry = this.#open;
     if (entry === null || !entry.open) {
       entry = new Segment(this.sid, record);
@@ -365,11 +391,11 @@ export class Journal {
       if (this.queue === null) entry.open = false;
       else this.queue(entry);
       this.#open = entry;
-      entry.first = at;
+      entry.first = record.at;
     } else entry.records.push(record);
-    entry.bytes += size;
+    entry.bytes += counted;
     if (call > entry.last) entry.last = call;
-    this.#bytes += size;
+    this.#bytes += counted;
   }
 
   /**
@@ -583,6 +609,7 @@ export class Journal {
         yielded = this.yielded();
       }
     } catch (error) {
+      if (error === this.#refusal) throw error;
       const payload = this.encodeError(error);
       this.#record(call, `${call}.end`, 'e', name, payload, signal, yielded);
       throw signal.aborted ? error : recordedError(payload);
