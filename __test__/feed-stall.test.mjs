@@ -3,7 +3,7 @@
 // signal of feed((signal) => source) aborts. A source that ends and an explicit end() stay clean ends.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SourceStalledError, streamFn, task } from 'velo-stream';
+import { SourceStalledError, batch, streamFn, task, workerFn } from 'velo-stream';
 
 const IDLE = 60;
 
@@ -93,6 +93,30 @@ test('a stream that reads ahead (a task stage, a traced-like sender path): the o
   const r = stalling([1]);
   await assert.rejects(double.run(r.source), { code: 'ERR_VELO_SOURCE_STALLED' });
   assert.equal(r.returned, 1);
+});
+
+test('a task, a batch and a worker stream fail with the stall as a generator does: state, stats() and the error alike', async () => {
+  const worker = workerFn(new URL('./fixtures/worker-handlers.mjs', import.meta.url), {
+    export: 'echo',
+    threads: 1,
+    idleTimeout: IDLE,
+  });
+  try {
+    for (const [fn, outputs] of [
+      [task(async (x) => x * 2, { idleTimeout: IDLE }), [2, 4]],
+      [batch(async (xs) => xs.length, { maxSize: 10, idleTimeout: IDLE }), [2]],
+      [worker, [1, 2]],
+    ]) {
+      const stream = fn.open();
+      const { out, error } = await readAll(stream.feed(stalling([1, 2]).source));
+      assert.deepEqual(out, outputs);
+      assert.equal(error?.code, 'ERR_VELO_SOURCE_STALLED');
+      assert.equal(stream.state, 'failed');
+      assert.deepEqual(fn.stats(), { open: 0, opened: 1, completed: 0, failed: 1, cancelled: 0, rejected: 0 });
+    }
+  } finally {
+    await worker.close();
+  }
 });
 
 test('a pipe: the first stage stalls, the outputs of every stage come first, then the error', async () => {

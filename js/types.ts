@@ -252,11 +252,14 @@ export interface StreamFnStats {
   open: number;
   /** Streams opened so far. */
   opened: number;
-  /** Streams whose handler returned, with every output read. */
+  /**
+   * Streams whose handler returned. Counted when it returns: a stream cancelled later, before its reader took every
+   * output, counts here too (its `state` is `'cancelled'`).
+   */
   completed: number;
-  /** Streams whose handler threw. */
+  /** Streams whose handler threw (a stream fed by a source that stalled included). */
   failed: number;
-  /** Streams cancelled (`cancel()`, `break`, an aborted signal, collected while open). */
+  /** Streams cancelled before their handler finished (`cancel()`, `break`, an aborted signal, collected while open). */
   cancelled: number;
   /** Opens refused: at `maxConcurrent`, or by a `limiter` in `'reject'` mode. */
   rejected: number;

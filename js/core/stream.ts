@@ -1797,7 +1797,11 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
   }
 
   [kBodyReturned](): void {
-    this.#returned();
+    // A body (a task or batch stage, a worker's stream) takes its input's end after a stall as an end: the stream
+    // fails with the stall, as a generator's does when its input loop throws it.
+    const stalled = this.#x.stalled;
+    if (stalled !== undefined) this.#handlerThrew(stalled);
+    else this.#returned();
   }
 
   [kBodyThrew](error: unknown): void {
