@@ -210,6 +210,51 @@ test('a cancelled handler that has not finished keeps its thread busy: new strea
   }
 });
 
+test('a thread held by a cancelled handler that never ends is stopped: its streams fail, the next gets a new thread', async () => {
+  const fn = handlers('spinner', { threads: 1 });
+  try {
+    const a = fn.open();
+    // (A loop of a minute: for the caller, one that never ends.)
+    await a.send({ spin: 60_000 });
+    const { spinning } = await a.recv();
+    // (Its loop begins 20 ms after that output.)
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await a.cancel();
+    // The only thread: the stream goes there, and waits until the thread is found held and stopped.
+    await assert.rejects(fn.run([{}]), (error) => {
+      assert.equal(error.code, 'ERR_VELO_WORKER_CRASHED');
+      assert.match(error.message, /did not answer .* \(a loop without an await\): the thread was stopped/);
+      return true;
+    });
+    const [{ threadId }] = await fn.run([{}]);
+    assert.notEqual(threadId, spinning);
+    assert.deepEqual(fn.stats(), { open: 0, opened: 3, completed: 1, failed: 1, cancelled: 1, rejected: 0 });
+  } finally {
+    await fn.close();
+  }
+});
+
+test('a thread whose cancelled handler waits for ever, its event loop running, is kept: its streams go on', async () => {
+  const fn = handlers('lingering', { threads: 1 });
+  try {
+    const a = fn.open();
+    await a.send({ linger: true });
+    const { lingering } = await a.recv();
+    await a.cancel();
+    const b = fn.open();
+    await b.send({});
+    assert.deepEqual(await b.recv(), { threadId: lingering });
+    // Past the time a held thread has to answer (twice 5 s): this one answered, and still serves.
+    await new Promise((resolve) => setTimeout(resolve, 11_000));
+    await b.send({});
+    assert.deepEqual(await b.recv(), { threadId: lingering });
+    await b.end();
+    assert.deepEqual(await fn.run([{}]), [{ threadId: lingering }]);
+  } finally {
+    await fn.close();
+  }
+});
+
 test('a thread with a cancelled handler still running ranks after a thread as busy: a new stream goes to the other', async () => {
   const fn = handlers('spinner', { threads: 2 });
   try {
@@ -339,7 +384,10 @@ test('cancel, break and an abort signal stop the handler on its thread (its read
     await ch.next((m) => m.finally);
     assert.ok(ch.seen.some((m) => m.aborted));
     // Its parked read threw, as in-process: its code after the loop did not run.
-    assert.ok(ch.seen.some((m) => m.threw === 'ERR_VELO_STREAM_CLOSED' && m.cause === 'enough'), JSON.stringify(ch.seen));
+    assert.ok(
+      ch.seen.some((m) => m.threw === 'ERR_VELO_STREAM_CLOSED' && m.cause === 'enough'),
+      JSON.stringify(ch.seen),
+    );
     assert.ok(!ch.seen.some((m) => m.ended), 'no end of input after a cancel');
     ch.close();
   }

@@ -13,13 +13,18 @@ import {
   type LeftMessage,
   type LoadedMessage,
   type OpenMessage,
+  type PingMessage,
+  type PongMessage,
   type StopMessage,
   type ThreadData,
   type TransferMessage,
 } from './protocol';
 
 const THREAD_SCRIPT = join(__dirname, 'thread.js');
-/** Ms a stopping thread has to let its cancelled handlers finish before it is terminated. */
+/**
+ * Ms a stopping thread has to let its cancelled handlers finish before it is terminated; and, twice, the time a
+ * thread with a cancelled handler not finished has before it is asked whether its event loop runs, then to answer.
+ */
 const STOP_GRACE_MS = 5_000;
 /** Added to the busy count of a thread with a cancelled handler not finished: ranks it after any other thread. */
 const STUCK_RANK = 2 ** 30;
@@ -88,6 +93,10 @@ export class ThreadHost {
   /** The load deadline, then the idle deadline. */
   #timer: NodeJS.Timeout | undefined;
   #loaded = false;
+  /** The watch on a cancelled handler that has not finished (`#watchStuck`), while one is armed. */
+  #stuckWatch: NodeJS.Timeout | undefined;
+  /** A ping is unanswered (`#watchStuck`): the thread's event loop may be held; no new stream goes there. */
+  #pinged = false;
   #terminating = false;
   #gone = false;
   readonly exited: Promise<void>;
@@ -104,9 +113,10 @@ export class ThreadHost {
       throw error;
     }
     this.#worker.on('error', (error) => (this.#error ??= error));
-    this.#worker.on('message', (message: TransferMessage | LoadedMessage | LeftMessage) => {
+    this.#worker.on('message', (message: TransferMessage | LoadedMessage | LeftMessage | PongMessage) => {
       if (message.type === 'loaded') this.#onLoaded();
       else if (message.type === 'left') this.#cancelled.delete(message.pair);
+      else if (message.type === 'pong') this.#answered();
       else this.#hosted.get(message.pair)?.deref()?.transferArrived(message);
     });
     // An idle thread never keeps the process alive; a caller waiting for
@@ -141,6 +151,44 @@ export class ThreadHost {
     return false;
   }
 
+  /** Whether a ping is unanswered: a cancelled handler may hold the thread in a loop without an await. */
+  get unanswered(): boolean {
+    return this.#pinged;
+  }
+
+  /**
+   * A cancelled handler has not finished (`#cancelled`): after `STOP_GRACE_MS` the thread is pinged, and one that
+   * does not answer within as long again is held by a loop that never ends, as far as anyone can tell: it is
+   * terminated, its streams fail with `WorkerCrashedError`, and the next stream gets a new thread. A thread that
+   * answers (its handler awaits something in its `finally`) is watched again.
+   */
+  #watchStuck(): void {
+    if (this.#stuckWatch !== undefined || this.#terminating || this.#gone) return;
+    this.#stuckWatch = setTimeout(() => {
+      this.#stuckWatch = undefined;
+      if (!this.stuck || this.#terminating || this.#gone) return;
+      this.#pinged = true;
+      this.#worker.postMessage({ type: 'ping' } satisfies PingMessage);
+      this.#stuckWatch = setTimeout(() => {
+        this.#stuckWatch = undefined;
+        if (this.#pinged && !this.#gone)
+          void this.stop(
+            new WorkerCrashedError(
+              `A cancelled handler on the worker thread running this stream did not finish, and the thread did not answer for ${(2 * STOP_GRACE_MS) / 1000} s (a loop without an await): the thread was stopped`,
+            ),
+          );
+      }, STOP_GRACE_MS).unref();
+    }, STOP_GRACE_MS).unref();
+  }
+
+  /** The thread answered a ping: its event loop runs. */
+  #answered(): void {
+    this.#pinged = false;
+    if (this.#stuckWatch !== undefined) clearTimeout(this.#stuckWatch);
+    this.#stuckWatch = undefined;
+    if (this.stuck) this.#watchStuck();
+  }
+
   place(pair: number, stream: Hosted, message: OpenMessage): void {
     this.#hosted.set(pair, new WeakRef(stream));
     if (this.#loaded) this.#clearTimer();
@@ -172,6 +220,7 @@ export class ThreadHost {
         this.#worker.postMessage({ type: 'cancel', pair, reason: thrownRecord(reason), record: true } satisfies CancelMessage);
       }
       this.#cancelled.add(pair);
+      this.#watchStuck();
     }
     addon.crossCancel(pair, null);
   }
@@ -246,6 +295,8 @@ export class ThreadHost {
   #exited(code: number): void {
     this.#gone = true;
     this.#clearTimer();
+    if (this.#stuckWatch !== undefined) clearTimeout(this.#stuckWatch);
+    this.#stuckWatch = undefined;
     this.#pool.forget(this);
     const stopped = this.#stopping?.error;
     const error =
@@ -262,6 +313,9 @@ export class ThreadHost {
       addon.crossRelease(pair, 1);
       ref.deref()?.crashed(error);
     }
+    // (Nor those of its cancelled handlers that had not finished: a thread stopped while held by one.)
+    for (const pair of this.#cancelled) if (!this.#hosted.has(pair)) addon.crossRelease(pair, 1);
+    this.#cancelled.clear();
     this.#hosted.clear();
     addon.crossCloseInbox(this.inbox);
   }
@@ -302,18 +356,22 @@ export class ThreadPool {
   /**
    * The thread for a new stream: the least busy of those without a cancelled handler that has not finished (one
    * stuck in a loop holds its whole thread), else the least busy of all; or a new one while some are not started
-   * and every started one is busy.
+   * and every started one is busy. A thread that has not answered a ping (`#watchStuck`) is left out.
    */
   pick(): ThreadHost {
     let best: ThreadHost | undefined;
     let least = Infinity;
+    // (A thread that has not answered a ping is neither chosen nor counted: it is being stopped.)
+    let counted = 0;
     for (const host of this.#hosts) {
+      if (host.unanswered) continue;
+      counted++;
       const busy = host.busy;
       // (A stuck thread ranks after every other: its busy count plus more than any thread hosts.)
       const rank = host.stuck ? busy + STUCK_RANK : busy;
       if (rank < least) [best, least] = [host, rank];
     }
-    if (best === undefined || (least > 0 && this.#hosts.length < this.#options.max)) {
+    if (best === undefined || (least > 0 && counted < this.#options.max)) {
       best = new ThreadHost(this, this.#options);
       this.#hosts.push(best);
     }

@@ -100,6 +100,19 @@ export interface LeftMessage {
   pair: number;
 }
 
+/**
+ * Posted to a thread whose cancelled handler has not finished within the grace (`PingMessage`), answered by a
+ * `PongMessage` from its event loop: a thread that does not answer is held by a loop without an await.
+ */
+export interface PingMessage {
+  type: 'ping';
+}
+
+/** A thread's answer to a `PingMessage`: its event loop runs. */
+export interface PongMessage {
+  type: 'pong';
+}
+
 /** Posted by a thread once its module has loaded (or failed to): the caller's load deadline stops. */
 export interface LoadedMessage {
   type: 'loaded';

@@ -26,6 +26,8 @@ import {
   type OpenMessage,
   OUTPUT,
   PARKED_AT,
+  type PingMessage,
+  type PongMessage,
   type StopMessage,
   TAKEN_END,
   type ThreadData,
@@ -509,7 +511,11 @@ function exitIfStopped(): void {
   if (stopping && streams.size === 0) process.exit(0);
 }
 
-parentPort?.on('message', (message: OpenMessage | TransferMessage | CancelMessage | StopMessage) => {
+parentPort?.on('message', (message: OpenMessage | TransferMessage | CancelMessage | StopMessage | PingMessage) => {
+  if (message.type === 'ping') {
+    parentPort?.postMessage({ type: 'pong' } satisfies PongMessage);
+    return;
+  }
   if (message.type === 'stop') {
     stopping = true;
     exitIfStopped();
