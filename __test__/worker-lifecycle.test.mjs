@@ -63,6 +63,11 @@ test(
     assert.equal(threads(), base, 'every thread exited when close() resolved');
     await assert.rejects(fn.run([1]), (e) => e instanceof StreamClosedError && /was closed/.test(e.message));
     await assert.rejects(derived.run([1]), StreamClosedError, 'a function made by withConfig shares the closed threads');
+    // A send to a stream opened after close() says why, not that a handler threw.
+    await assert.rejects(
+      fn.open().send(1),
+      (e) => e instanceof StreamClosedError && /failed: The workerFn .* was closed/.test(e.message),
+    );
     await fn.close(); // again: nothing more to do
     assert.equal(fn[Symbol.asyncDispose], fn.close);
     assert.equal(fn.stats().open, 0);

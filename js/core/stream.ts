@@ -2244,7 +2244,11 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
 
   #closedError(): StreamClosedError {
     if (this.#failure !== undefined) {
-      return new StreamClosedError(`${this.#describe()} failed: its handler threw`, { cause: this.#failure.error });
+      const error = this.#failure.error;
+      // (The library's own failures, a stall, a worker's crash or a closed workerFn, say what they were.)
+      const code = readString(() => (error as { code?: unknown } | null)?.code);
+      const why = code?.startsWith('ERR_VELO_') === true ? readString(() => (error as Error).message) : undefined;
+      return new StreamClosedError(`${this.#describe()} failed: ${why ?? 'its handler threw'}`, { cause: error });
     }
     if (this.#cancel !== undefined) {
       const options = this.#cancel.reason === undefined ? undefined : { cause: this.#cancel.reason };
