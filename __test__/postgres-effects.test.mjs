@@ -295,6 +295,26 @@ for (const [end, kind] of [
   });
 }
 
+test('effects that throw what is no error (null, undefined, a string) are reported as an Error quoting it: retried, no output lost', async () => {
+  for (const [i, value] of [null, undefined, 'a string'].entries()) {
+    const name = `fx_thrown_${i}`;
+    let calls = 0;
+    const errors = await run(
+      name,
+      async (tx, written) => {
+        await writeLedger(tx, name, written);
+        if (++calls === 1) throw value;
+      },
+      async () => (await ledger(name)).length >= 6,
+    );
+    assert.deepEqual(await ledger(name), ['a1', 'a3', 'a6', 'b1', 'b3', 'b6']);
+    assert.equal(errors.length, 1, String(value));
+    assert.ok(errors[0] instanceof Error);
+    assert.match(errors[0].message, /A value that is not an error was thrown: /);
+    assert.equal(errors[0].cause, value);
+  }
+});
+
 test('a text of several statements gives each its result, as node-postgres does; one alone, its own', async () => {
   const sent = [];
   const fake = {

@@ -11,6 +11,7 @@ import pg from 'pg';
 import { postgresLimiter, postgresOutputs, postgresProducer, postgresWorker } from 'velo-stream/postgres';
 import { eventually, totals } from './helpers/redis-fixtures.mjs';
 import { pool, postgres, usePostgres } from './helpers/postgres-suite.mjs';
+import { keyOutputs } from 'velo-stream/durable';
 
 usePostgres();
 
@@ -315,7 +316,11 @@ test('a pool ended before its worker and producer were closed: each failure repo
   const errors = [];
   const producer = postgresProducer(shared);
   await producer.send('warm', { n: 0 });
-  const worker = postgresWorker(totals({ idleTimeout: 0 }), { ...shared, leaseTtl: 1000, onError: (error) => errors.push(error) });
+  const worker = postgresWorker(totals({ idleTimeout: 0 }), {
+    ...shared,
+    leaseTtl: 1000,
+    onError: (error) => errors.push(error),
+  });
   try {
     await until(async () => (await outputsOf(schema, 'warm')) === 1, 'the output of the first event');
     // The wrong order: the pool first. (Its end() waits for the connections the worker holds.)
@@ -325,7 +330,14 @@ test('a pool ended before its worker and producer were closed: each failure repo
       assert.equal(error.code, 'ERR_VELO_POOL_ENDED', String(error));
       assert.match(error.cause.message, /Cannot use a pool after calling end on the pool/);
     }
-    for (const send of [() => producer.send('a', { n: 1 }), () => producer.sendMany([['a', { n: 1 }], ['b', { n: 2 }]])]) {
+    for (const send of [
+      () => producer.send('a', { n: 1 }),
+      () =>
+        producer.sendMany([
+          ['a', { n: 1 }],
+          ['b', { n: 2 }],
+        ]),
+    ]) {
       const error = await send().then(
         () => assert.fail('sent on an ended pool'),
         (e) => e,
@@ -333,11 +345,37 @@ test('a pool ended before its worker and producer were closed: each failure repo
       assert.equal(error.code, 'ERR_VELO_SEND_FAILED');
       assert.equal(error.cause.code, 'ERR_VELO_POOL_ENDED');
       assert.match(error.message, /pool was ended/);
-      assert.ok(error.ids.every((id) => id === null), 'nothing written');
+      assert.ok(
+        error.ids.every((id) => id === null),
+        'nothing written',
+      );
     }
     await worker.close();
     await ended;
   } finally {
     await worker.close();
+  }
+});
+
+test('readers whose pool is ended under them reject with ERR_VELO_POOL_ENDED', async () => {
+  const schema = 'velo_pool_ended_readers';
+  const app = postgres.pool({ max: 4 });
+  const shared = { pool: app, schema, name: 'tot', partitions: 2 };
+  await postgresProducer(shared).send('k', { n: 1 });
+  const loop = async (outputs) => {
+    try {
+      for await (const output of outputs) void output;
+      return 'ended';
+    } catch (error) {
+      return error;
+    }
+  };
+  const all = loop(postgresOutputs(shared));
+  const one = loop(keyOutputs({ client: app, schema, name: 'tot', partitions: 2, key: 'k' }));
+  await sleep(300);
+  await app.end();
+  for (const error of [await all, await one]) {
+    assert.equal(error?.code, 'ERR_VELO_POOL_ENDED', String(error));
+    assert.match(error.cause.message, /Cannot use a pool after calling end on the pool/);
   }
 });

@@ -53,6 +53,10 @@ test("a worker's id, a reader's group and consumer: empty or with a lone surroga
   for (const workerId of lone) {
     await refuses(() => redisWorker(echo, { client, name: 'ids', workerId }), 'ERR_INVALID_ARG_VALUE', 'workerId');
   }
+  // Control characters, NUL first (Postgres stores none: every call would fail): refused at the call.
+  for (const workerId of ['w\0x', 'w\x07', 'w\x7f', 'w\u0085']) {
+    await refuses(() => redisWorker(echo, { client, name: 'ids', workerId }), 'ERR_INVALID_ARG_VALUE', 'workerId');
+  }
   for (const [option, value, code] of [
     ['group', '', 'ERR_INVALID_ARG_VALUE'],
     ['group', 'g\ud800', 'ERR_INVALID_ARG_VALUE'],

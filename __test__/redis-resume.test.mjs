@@ -667,12 +667,8 @@ test('arguments are checked: a wrong option rejects with a code (the response un
     const req = { headers: {} };
     const o = { client, name, partitions: PARTITIONS };
     const refused = [
-      [redisSse, { ...o }, 'ERR_INVALID_ARG_VALUE', /options\.key/],
       [redisSse, { ...o, key: 'a', keys: ['b'] }, 'ERR_INVALID_ARG_VALUE', /not both/],
       [redisSse, { ...o, keys: ['a', 'b'], sessionEnd: true }, 'ERR_INVALID_ARG_VALUE', /one key/],
-      [redisSse, { ...o, keys: 'a' }, 'ERR_INVALID_ARG_TYPE', /array/],
-      [redisSse, { ...o, keys: ['a', 1] }, 'ERR_INVALID_ARG_TYPE', /string/],
-      [redisSse, { ...o, key: 7 }, 'ERR_INVALID_ARG_TYPE', /string/],
       [redisSse, { ...o, key: 'a', retry: -1 }, 'ERR_OUT_OF_RANGE', /retry/],
       [redisSse, { ...o, key: 'a', heartbeat: 1.5 }, 'ERR_OUT_OF_RANGE', /heartbeat/],
       [redisSse, { ...o, key: 'a', event: 'a\nb' }, 'ERR_INVALID_ARG_VALUE', /line feed/],
@@ -707,6 +703,37 @@ test('arguments are checked: a wrong option rejects with a code (the response un
       assert.ok(error.code === code && message.test(error.message), `${path}: ${bad.text}`);
     }
     await assert.doesNotReject(redisSse(req, { ...res, statusCode: 200, end() {}, destroyed: false }, { ...o, keys: [] }));
+    // Keys as a request gives them when the client leaves them out or repeats them (undefined, an array, a parser's
+    // object), or of another type: answered 400 too, and the call resolves.
+    for (const [fn, options, code, message] of [
+      [redisSse, { ...o }, 'ERR_INVALID_ARG_VALUE', /options\.key/],
+      [redisNdjson, { ...o, key: undefined }, 'ERR_INVALID_ARG_VALUE', /options\.key/],
+      [redisSse, { ...o, key: ['a', 'b'] }, 'ERR_INVALID_ARG_TYPE', /options\.key must be a string/],
+      [redisNdjson, { ...o, key: { a: '1' } }, 'ERR_INVALID_ARG_TYPE', /options\.key must be a string/],
+      [redisSse, { ...o, key: 7 }, 'ERR_INVALID_ARG_TYPE', /string/],
+      [redisSse, { ...o, key: null }, 'ERR_INVALID_ARG_TYPE', /string/],
+      [redisSse, { ...o, keys: 'a' }, 'ERR_INVALID_ARG_TYPE', /array/],
+      [redisNdjson, { ...o, keys: ['a', 1] }, 'ERR_INVALID_ARG_TYPE', /string/],
+    ]) {
+      const answered = { statusCode: 200, body: '' };
+      const sink = {
+        ...res,
+        destroyed: false,
+        get statusCode() {
+          return answered.statusCode;
+        },
+        set statusCode(v) {
+          answered.statusCode = v;
+        },
+        end(b) {
+          answered.body = b;
+        },
+      };
+      await assert.doesNotReject(fn(req, sink, options), JSON.stringify(options));
+      assert.equal(answered.statusCode, 400, JSON.stringify(options));
+      const error = JSON.parse(answered.body).error;
+      assert.ok(error.code === code && message.test(error.message), `${JSON.stringify(options)}: ${answered.body}`);
+    }
   } finally {
     await server.close();
   }

@@ -12,7 +12,7 @@
 // Per event, nothing here allocates beyond the `{ value, done }` result an
 // async iterator must return; promises are made only when someone waits.
 import { setMaxListeners } from 'node:events';
-import { SourceStalledError, StreamClosedError, describe, invalidReturn, invalidType } from '../errors';
+import { ERROR_CODES, SourceStalledError, StreamClosedError, describe, invalidReturn, invalidType } from '../errors';
 import { readString, textOf } from '../text';
 import type {
   EntryInfo,
@@ -2247,7 +2247,7 @@ export class HandlerStream<I, O> extends StreamBase<I, O> implements OpenedTarge
       const error = this.#failure.error;
       // (The library's own failures, a stall, a worker's crash or a closed workerFn, say what they were.)
       const code = readString(() => (error as { code?: unknown } | null)?.code);
-      const why = code?.startsWith('ERR_VELO_') === true ? readString(() => (error as Error).message) : undefined;
+      const why = code !== undefined && Object.hasOwn(ERROR_CODES, code) ? readString(() => (error as Error).message) : undefined;
       return new StreamClosedError(`${this.#describe()} failed: ${why ?? 'its handler threw'}`, { cause: error });
     }
     if (this.#cancel !== undefined) {

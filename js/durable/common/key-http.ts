@@ -125,11 +125,21 @@ function lastEventId(req: IncomingMessage): string | undefined {
   return typeof value === 'string' && value !== '' ? value : undefined;
 }
 
-/** Why `options.key` (a string) or `options.keys` (an array of strings) names no key or too few or many; else undefined. */
-function requestKeyError(options: { key?: unknown; keys?: unknown }): Error | undefined {
+/**
+ * Why `options.key` or `options.keys`, as a request gives them, names no key: missing, of another type (a repeated
+ * query parameter is an array, a parser's nested one an object), a string no key can be, or too few or too many
+ * keys; else undefined. (Both given is the caller's mistake, refused as by the reader.)
+ */
+function requestKeyError(what: string, options: { key?: unknown; keys?: unknown }): Error | undefined {
   const { key, keys } = options;
-  const list = typeof key === 'string' ? [key] : Array.isArray(keys) && keys.every((k) => typeof k === 'string') ? keys : null;
-  if (list === null || (key !== undefined && keys !== undefined)) return undefined;
+  if (key !== undefined && keys !== undefined) return undefined;
+  if (key === undefined && keys === undefined)
+    return invalidValue(`${what}: options.key (or options.keys) is required: the key whose outputs to read`);
+  if (keys === undefined && typeof key !== 'string')
+    return invalidType(`${what}: options.key must be a string, not ${describe(key)}`);
+  if (key === undefined && !(Array.isArray(keys) && keys.every((k) => typeof k === 'string')))
+    return invalidType(`${what}: options.keys must be an array of strings, not ${describe(keys)}`);
+  const list = (key === undefined ? keys : [key]) as readonly string[];
   if (list.length === 0 || list.length > MAX_KEYS)
     return invalidValue(`options.keys must hold 1 to ${MAX_KEYS} keys, not ${list.length}`);
   for (const k of list) {
@@ -189,9 +199,9 @@ export async function serveKeyOutputs<O>(
   const heartbeat = format === 'sse' ? integerOption(what, 'heartbeat', options.heartbeat ?? HEARTBEAT_MS, 0, MAX_MS) : 0;
   // The client's own position (a reconnecting EventSource's) comes before the one the application passes.
   const resumed = format === 'sse' ? lastEventId(req) : undefined;
-  // Keys come from the request (a path or query parameter): a string no key can be, or a number of keys out of
-  // range, is the client's mistake, answered 400 as a bad cursor is. A key of another type is the caller's.
-  const badKey = requestKeyError(options);
+  // Keys come from the request (a path or query parameter): one missing or of another type, a string no key can be,
+  // or a number of keys out of range, is the client's mistake, answered 400 as a bad cursor is.
+  const badKey = requestKeyError(what, options);
   if (badKey !== undefined) {
     answer(res, Object.assign(badKey, { status: 400 }));
     return;

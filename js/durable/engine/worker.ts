@@ -224,9 +224,10 @@ class RunningWorker<I, O> implements Worker, PartitionHost<I, O> {
     this.#versions = checkVersions<I, O>(...versionOptions, W);
     integerOption(W, 'trimInterval', trimInterval, 0, Infinity, 'of at least 0 (ms)');
     if (typeof workerId !== 'string') throw invalidType(`${W}: options.workerId must be a string, not ${describe(workerId)}`);
-    if (!/^[^\s:]{1,200}$/.test(workerId) || !isWellFormed(workerId))
+    // (Control characters too: Postgres stores no NUL, and none belongs in a name shown on dashboards.)
+    if (!/^[^\s:\p{Cc}]{1,200}$/u.test(workerId) || !isWellFormed(workerId))
       throw invalidValue(
-        `${W}: the "workerId" option must be 1-200 characters without ':', whitespace or lone surrogates. Received ${describe(workerId)}`,
+        `${W}: the "workerId" option must be 1-200 characters without ':', whitespace, control characters or lone surrogates. Received ${describe(workerId)}`,
       );
     if (onError !== undefined && typeof onError !== 'function')
       throw invalidType(`${W}: options.onError must be a function, not ${describe(onError)}`);
@@ -387,7 +388,12 @@ class RunningWorker<I, O> implements Worker, PartitionHost<I, O> {
     this.counters.errors++;
     // (An outage's failures: every one counted and spacing the retries out, one a second reported.)
     const due = !this.#backend.unreachable(error) || this.#outage.failed();
-    const reported = this.#backend.reportable(error);
+    // (A callback of the user's, `effects` or `migrate`, may throw what is no error, even null: reported as one.)
+    const thrown =
+      (typeof error === 'object' && error !== null) || typeof error === 'function'
+        ? error
+        : new Error(`A value that is not an error was thrown: ${describe(error)}`, { cause: error });
+    const reported = this.#backend.reportable(thrown);
     if (due && reported !== null) this.#onError(reported);
   }
 

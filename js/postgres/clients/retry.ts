@@ -63,7 +63,8 @@ const RETRY_MAX_MS = 1000;
 
 /**
  * `call()`, again after a wait (growing from 50 ms to 1 s) each time it fails with a lost connection, until it
- * succeeds or `signal` aborts (then the failure is thrown). Other errors are thrown at once.
+ * succeeds or `signal` aborts (then the failure is thrown). Other errors are thrown at once, a call on an ended pool
+ * as `ERR_VELO_POOL_ENDED`.
  */
 export async function retriedOnConnection<T>(call: () => Promise<T>, signal: AbortSignal): Promise<T> {
   let wait = RETRY_MIN_MS;
@@ -71,6 +72,7 @@ export async function retriedOnConnection<T>(call: () => Promise<T>, signal: Abo
     try {
       return await call();
     } catch (error) {
+      if (isPoolEnded(error)) throw poolEndedError(error);
       if (signal.aborted || !isConnectionError(error)) throw error;
     }
     await pause(wait, signal);
