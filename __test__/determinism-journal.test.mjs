@@ -110,7 +110,10 @@ test('a streamed answer is crashed in its middle: a factory that continues after
   // Drops chunks: a new answer after the recorded head.
   const dropped = await checkDeterminism(streaming((model, prompt) => model.stream(prompt)).fn, EVENTS);
   assert.equal(dropped.ok, false);
-  assert.match(dropped.message, /ctx\.stream\("model"\) \(its key "ada@[^"]+\/1"\), given the first 1 chunk\(s\) of its answer after the crash, gave /);
+  assert.match(
+    dropped.message,
+    /ctx\.stream\("model"\) \(its key "ada@[^"]+\/1"\), given the first 1 chunk\(s\) of its answer after the crash, gave /,
+  );
   assert.match(dropped.message, /its factory must continue that answer after `chunks`/);
   // The reader's view: the crash-free answer's first chunk, then a whole other answer.
   const [first, second] = dropped.divergence.actual;
@@ -152,6 +155,28 @@ test('a streamed answer is crashed in its middle: a factory that continues after
   const droppedOne = await checkDeterminism(streaming((_, prompt) => singleModel.stream(prompt)).fn, EVENTS);
   assert.equal(droppedOne.ok, false);
   assert.match(droppedOne.message, /^A crash after commit \d+ changed .* ctx\.stream\("model"\) .*given the first 1 chunk\(s\)/);
+});
+
+test('a model that continues an answer in other words every time, as a real one does, passes; one that drops chunks still fails', async () => {
+  let draws = 0;
+  const words = () => `w${++draws}`;
+  // The same answer continued after `chunks` (its id, the next index), but its words drawn anew on every call.
+  async function* model(prompt, chunks) {
+    const answer = chunks.length > 0 ? chunks[0].answer : `${prompt}-${words()}`;
+    for (let i = chunks.length; i < 3; i++) yield { answer, i, text: words() };
+  }
+  const passed = await checkDeterminism(streaming((_, prompt, chunks) => model(prompt, chunks)).fn, EVENTS);
+  assert.equal(passed.ok, true, passed.message);
+  // Reading only how many chunks there are is not continuing them.
+  const counted = await checkDeterminism(
+    streaming((_, prompt, chunks) => {
+      void chunks.length;
+      return model(prompt, []);
+    }).fn,
+    EVENTS,
+  );
+  assert.equal(counted.ok, false);
+  assert.match(counted.message, /its factory must continue that answer after `chunks`/);
 });
 
 test('fetch() and crypto.randomUUID() outside a journaled call are named with where; inside one they pass', async () => {

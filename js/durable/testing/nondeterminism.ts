@@ -272,8 +272,12 @@ export class JournaledAnswers {
 
   /**
    * A replay's stream given the chunks recorded before its crash (`call.chunks`): the handler's factory is called
-   * with them, as a worker calls it, and what it gives is compared with the rest of the crash-free run's answer
-   * (`known`), the first difference kept in `discontinued` for the report.
+   * with them, as a worker calls it. Its first chunk the same as the crash-free run's there: a model that continues
+   * an answer alike every time, whose every chunk is compared (the first difference kept in `discontinued` for the
+   * report). Another first chunk from a factory that read the chunks it was given (not their count alone): a model
+   * that continues an answer
+   * otherwise every time, as a real one does; the rest of the crash-free run's answer is given, as for a call not
+   * yet recorded. Another from one that never read them: it does not continue the answer (`discontinued`).
    */
   #continued(
     name: string,
@@ -282,8 +286,24 @@ export class JournaledAnswers {
     known: Extract<Answer, { kind: 'stream' }>,
   ): AsyncIterable<unknown> | Iterable<unknown> {
     const from = call.chunks.length;
+    // (What reads a chunk: an index, an iteration, a copy; not `length` alone, which a log line reads.)
+    let read = false;
+    const given = new Proxy([...call.chunks], {
+      get(target, property, receiver) {
+        if (property !== 'length') read = true;
+        return Reflect.get(target, property, receiver) as unknown;
+      },
+      has(target, property) {
+        if (property !== 'length') read = true;
+        return Reflect.has(target, property);
+      },
+      ownKeys(target) {
+        read = true;
+        return Reflect.ownKeys(target);
+      },
+    });
     const source = traced(
-      journaled.run(true, () => factory(call)),
+      journaled.run(true, () => factory({ key: call.key, signal: call.signal, chunks: given })),
       null,
       null,
     );
@@ -295,8 +315,20 @@ export class JournaledAnswers {
         `Else readers get the head of one answer and then another, or, where the model cannot continue, a restart.`;
     };
     return (async function* () {
+      const it = source[Symbol.asyncIterator]();
       let i = from;
-      for await (const chunk of source) {
+      let r = await it.next();
+      if (r.done !== true && i < known.chunks.length && shown(r.value) !== shown(known.chunks[i]) && read) {
+        // Continued otherwise (the model's own words): the crash-free run's answer from here, as any call not recorded.
+        await it.return?.();
+        for (; i < known.chunks.length; i++) yield known.chunks[i];
+        if (known.end?.ok === false) throw known.end.error;
+        if (known.end === undefined)
+          yield* traced(factory({ ...call, chunks: [...call.chunks, ...known.chunks.slice(from)] }), null, null);
+        return;
+      }
+      for (; r.done !== true; r = await it.next()) {
+        const chunk = r.value;
         if (i < known.chunks.length && shown(chunk) !== shown(known.chunks[i]))
           told(`gave ${shown(chunk)} as chunk ${i} (from 0) where the crash-free run's answer had ${shown(known.chunks[i])}`);
         else if (i >= known.chunks.length && known.end !== undefined)
