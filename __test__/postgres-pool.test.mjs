@@ -379,3 +379,35 @@ test('readers whose pool is ended under them reject with ERR_VELO_POOL_ENDED', a
     assert.match(error.cause.message, /Cannot use a pool after calling end on the pool/);
   }
 });
+
+test('with connectionTimeoutMillis, a wait for a connection of a full pool is reported ERR_VELO_POOL_EXHAUSTED, not a connection failure', async () => {
+  const schema = 'velo_exhausted_timeout';
+  const app = postgres.pool({ max: 2, connectionTimeoutMillis: 500 });
+  const shared = { schema, name: 'tot', partitions: 2 };
+  await postgresProducer({ pool: pool(), ...shared }).send('warm', { n: 0 });
+  const errors = [];
+  const worker = postgresWorker(totals({ idleTimeout: 0 }), {
+    pool: app,
+    ...shared,
+    leaseTtl: 60_000,
+    onError: (error) => errors.push(error),
+  });
+  const held = [];
+  try {
+    await until(async () => worker.stats().owned.length === 2 && (await listening(schema)) === 1, 'the partitions and LISTEN');
+    await until(async () => (await outputsOf(schema, 'warm')) === 1, 'the output of the event sent before');
+    // The app takes the connection the LISTEN one leaves: the worker's calls wait past the pool's timeout.
+    held.push(await app.connect());
+    await until(() => errors.length > 0, 'a report', 30_000);
+    for (const error of errors) {
+      assert.equal(error.code, 'ERR_VELO_POOL_EXHAUSTED', String(error));
+      assert.equal(error.cause.message, 'timeout exceeded when trying to connect');
+    }
+    held.pop().release();
+    await postgresProducer({ pool: app, ...shared }).send('a', { n: 1 });
+    await until(async () => (await outputsOf(schema, 'a')) === 1, 'the output after the pool had room again');
+  } finally {
+    for (const client of held) client.release();
+    await worker.close();
+  }
+});

@@ -76,8 +76,8 @@ export function poolTooSmallError(message: string): RangeError & { code: 'ERR_VE
 }
 
 /** `ERR_VELO_POOL_EXHAUSTED`: the pool gave no connection within a bound. */
-export function poolExhaustedErrorOf(message: string): Error & { code: 'ERR_VELO_POOL_EXHAUSTED' } {
-  return coded(new Error(message), 'ERR_VELO_POOL_EXHAUSTED');
+export function poolExhaustedErrorOf(message: string, cause?: unknown): Error & { code: 'ERR_VELO_POOL_EXHAUSTED' } {
+  return coded(new Error(message, cause === undefined ? undefined : { cause }), 'ERR_VELO_POOL_EXHAUSTED');
 }
 
 /** `ERR_VELO_NOT_A_POOL`: the `pool` option is one connection, not a pool. */

@@ -454,7 +454,7 @@ export const ERROR_CODES = {
   ERR_VELO_POOL_EXHAUSTED: {
     class: '',
     from: 'velo-stream/postgres',
-    when: "A call of velo-stream (a lease renewal or takeover, a read, a commit, a send, a reader's poll, a migration, the LISTEN connection) has waited 10 s for a connection of the pool: every connection is checked out (the user's own calls, or more calls in flight than `max`) or still opening (a server that does not answer: give the pool a `connectionTimeoutMillis`). Reported once per episode (until no call of velo-stream waits for the pool) through the `onError` of every worker on the pool in the process, or as a process warning when none runs; the calls go on waiting.",
+    when: "A call of velo-stream (a lease renewal or takeover, a read, a commit, a send, a reader's poll, a migration, the LISTEN connection) has waited 10 s for a connection of the pool: every connection is checked out (the user's own calls, or more calls in flight than `max`) or still opening (a server that does not answer: give the pool a `connectionTimeoutMillis`). Reported once per episode through the `onError` of every worker on the pool in the process, or as a process warning when none runs; the calls go on waiting. So is a worker's call that waited the pool's `connectionTimeoutMillis` in its queue (`cause`: node-postgres' error), tried again.",
     action: 'Give the pool a larger `max` (docs/postgres.md, pool sizing), or find what holds its connections.',
   },
   ERR_VELO_NOT_A_POOL: {

@@ -1,6 +1,6 @@
 // Which errors of the user's pg.Pool are a lost or refused connection (the server restarting, a network cut), and
 // a call retried over them: the readers' reads, which are made again from the same positions.
-import { poolEndedError, postgresConnectionError } from '../../errors';
+import { poolEndedError, poolExhaustedErrorOf, postgresConnectionError } from '../../errors';
 import { pause } from '../../watch-abort';
 
 /** Socket errors, and SQLSTATEs of a server shutting down or of a connection failure (class 08, 57P01-57P03). */
@@ -48,6 +48,14 @@ export function reportableError(error: unknown): unknown {
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code === 'string') return error;
   if (isPoolEnded(error)) return poolEndedError(error);
+  // pg-pool's words when a call waited `connectionTimeoutMillis` in its queue: every connection was checked out (or
+  // opening), not Postgres away. (A connection that could not open in time says "Connection terminated due to
+  // connection timeout".)
+  if ((error as { message?: unknown } | null)?.message === 'timeout exceeded when trying to connect')
+    return poolExhaustedErrorOf(
+      'The pool gave velo-stream no connection within its "connectionTimeoutMillis": every connection is checked out, or still opening. Give the pool a larger "max" (docs/postgres.md: pool sizing); velo-stream tries again.',
+      error,
+    );
   return isConnectionError(error) ? postgresConnectionError(error) : error;
 }
 
