@@ -548,7 +548,10 @@ class RunningWorker<I, O> implements Worker, PartitionHost<I, O> {
     this.#wakes.set(what, Math.min(at, this.#wakes.get(what) ?? Infinity));
   }
 
-  /** Fencing epochs only grow while Redis keeps its data: one that went back means the server lost writes. */
+  /**
+   * Fencing epochs only grow while Redis keeps its data: one that went back means the server lost writes, of every
+   * partition (a worker that never held a partition cannot tell of it: the report says so).
+   */
   #checkEpoch(lease: Lease): void {
     const epoch = Number(lease.token.slice(lease.token.lastIndexOf(':') + 1));
     const before = this.#epochs.get(lease.partition) ?? 0;
@@ -557,7 +560,7 @@ class RunningWorker<I, O> implements Worker, PartitionHost<I, O> {
     this.report(
       logResetError(
         lease.partition,
-        `Partition ${lease.partition}: the lease epoch did not grow (it was ${before} when this worker last held the partition, and is ${epoch} now): the ${this.#backend.server} server lost data (a restart without persistence, or a failover to a replica that was behind). Events sent before, and the state of sessions live then, may be lost.`,
+        `Partition ${lease.partition}: the lease epoch did not grow (it was ${before} when this worker last held the partition, and is ${epoch} now): the ${this.#backend.server} server lost data (a restart without persistence, or a failover to a replica that was behind). Events sent before, and the state of sessions live then, may be lost, on this function's other partitions too: a worker that never held one cannot tell.`,
       ),
     );
   }
