@@ -40,8 +40,26 @@ test('redisClientOptions: the recommended settings, yours kept and winning, bad 
   assert.equal('url' in redisClientOptions({ url: undefined }), false);
   assert.equal(redisClientOptions({ url: 'redis://h:2' }).url, 'redis://h:2');
   assert.equal(redisClientOptions({ pingInterval: 400, socket: { socketTimeout: 800 } }).socket.socketTimeout, 800);
-  for (const bad of [{ pingInterval: 0 }, { pingInterval: 1.5 }, { socket: { socketTimeout: 1999 } }, { pingInterval: 3000 }]) {
+  for (const bad of [
+    { pingInterval: 0 },
+    { pingInterval: 1.5 },
+    { pingInterval: null },
+    { socket: { socketTimeout: 1999 } },
+    { pingInterval: 3000 },
+  ]) {
     assert.throws(() => redisClientOptions(bad), { code: 'ERR_OUT_OF_RANGE', message: /^redisClientOptions\(\): the "/ });
+  }
+  // Not an options object: a URL given alone would be spread into its characters, and the address lost.
+  const trap = new Proxy(
+    {},
+    {
+      get() {
+        throw new Error('trap');
+      },
+    },
+  );
+  for (const bad of ['redis://h:1', 5, [1], () => 1, null, trap]) {
+    assert.throws(() => redisClientOptions(bad), { code: 'ERR_INVALID_ARG_TYPE' }, String(typeof bad));
   }
 });
 

@@ -5,6 +5,7 @@
 // (one blocking XREAD); on a Cluster they cannot be (CROSSSLOT: keys of one command must share a slot, not
 // just a node), so they go as one non-blocking read per partition, polled.
 import { IoDeadline } from '../../io-deadline';
+import { assertOptionsObject, readingOptions } from '../../config';
 import { integerOption } from '../../validate';
 
 /**
@@ -93,8 +94,14 @@ export function redisClientOptions<T extends object = Record<never, never>>(
     }
   : T) &
   RedisClientTimeouts {
+  // (An options object or nothing: a URL string given alone would be spread into its characters, and lost.)
+  if (options !== undefined) assertOptionsObject(options, 'options', "{ url: 'redis://...' }");
+  return readingOptions('options', () => clientOptions(options));
+}
+
+function clientOptions<T extends object>(options: T | undefined): ReturnType<typeof redisClientOptions<T>> {
   const own = (options ?? {}) as { socket?: object; commandOptions?: object; pingInterval?: unknown };
-  const pingInterval = own.pingInterval ?? PING_INTERVAL_MS;
+  const pingInterval = own.pingInterval === undefined ? PING_INTERVAL_MS : own.pingInterval;
   integerOption('redisClientOptions()', 'pingInterval', pingInterval, 1);
   const socket = { socketTimeout: SOCKET_TIMEOUT_MS, reconnectStrategy, ...own.socket };
   integerOption(
