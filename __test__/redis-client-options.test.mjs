@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createClient } from 'redis';
 import { redisClientOptions, redisOutputs, redisProducer, redisWorker } from 'velo-stream/redis';
+import { keyCursor } from 'velo-stream/durable';
 import { startRedis } from './helpers/redis-server.mjs';
 import { eventually, totals } from './helpers/redis-fixtures.mjs';
 
@@ -74,6 +75,12 @@ test('socket.socketTimeout alone (node-redis default reconnects): an idle client
     assert.equal(idle.isOpen, false);
     await assert.rejects(producer.send('k', { n: 1 }), (error) => {
       assert.equal(error.code, 'ERR_VELO_SEND_FAILED');
+      assert.equal(error.cause?.constructor.name, 'ClientClosedError');
+      return true;
+    });
+    // lag() too, coded as a lost connection.
+    await assert.rejects(producer.lag('k'), (error) => {
+      assert.equal(error.code, 'ERR_VELO_REDIS_CONNECTION');
       assert.equal(error.cause?.constructor.name, 'ClientClosedError');
       return true;
     });
@@ -167,6 +174,25 @@ test('redisClientOptions: idle past the socket timeout, a restart, then a paused
     await worker.close();
     producerClient.destroy();
     workerClient.destroy();
+    await redis.stop();
+  }
+});
+
+test('a cursor asked of a server that does not answer rejects coded, as a lost connection', async () => {
+  const redis = await startRedis();
+  const client = await connected(redisClientOptions({ url: redis.url }));
+  try {
+    redis.pause();
+    await assert.rejects(keyCursor({ client, name: 'paused', partitions: PARTITIONS, key: 'k' }), (error) => {
+      assert.equal(error.code, 'ERR_VELO_REDIS_CONNECTION');
+      assert.ok(error.cause instanceof Error);
+      return true;
+    });
+  } finally {
+    redis.resume();
+    // (Closed once it is back: a client destroyed while it reconnects goes on trying.)
+    await sleep(200);
+    await client.close().catch(() => {});
     await redis.stop();
   }
 });

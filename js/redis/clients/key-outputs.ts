@@ -22,6 +22,7 @@ import {
   keyPlan,
 } from '../../durable/common/key-reader';
 import { retriedOnConnection } from './reader';
+import { reportable } from '../../durable/common/reportable';
 import { Script } from '../log/script';
 
 export type { KeyOutput, SessionEndInfo } from '../../durable/common/key-reader';
@@ -215,9 +216,15 @@ export function redisCursor(options: RedisCursorOptions): Promise<string> {
 /** `redisCursor` for the entry point `what` (named in its errors). */
 export async function cursorOf(options: RedisCursorOptions, what: string): Promise<string> {
   const s = keySettings(options as RedisKeyOutputsOptions<unknown>, what, ['key', 'keys']);
-  const replies = (await Promise.all(
-    s.names.map((name) => READ_AFTER.run(s.o.client, [name], ['0-0', '0'], BUFFERS)),
-  )) as ReadReply[];
+  let replies: ReadReply[];
+  try {
+    replies = (await Promise.all(
+      s.names.map((name) => READ_AFTER.run(s.o.client, [name], ['0-0', '0'], BUFFERS)),
+    )) as ReadReply[];
+  } catch (error) {
+    // (A closed client, a lost connection or a server that does not answer as ERR_VELO_REDIS_CONNECTION, its error the cause.)
+    throw reportable(error);
+  }
   return formatCursor(
     s.partitions,
     replies.map(([, , , last]) => String(last ?? '0-0')),

@@ -2,7 +2,7 @@
 import type { Producer as AnyProducer } from '../../durable/common/clients';
 import { encodeChecked } from '../../durable/common/codec';
 import { eachPair } from '../../durable/common/send-pairs';
-import { ranNothing } from '../../durable/common/reportable';
+import { ranNothing, reportable } from '../../durable/common/reportable';
 import type { RedisName } from '../log/name';
 import { type RedisOptions, type Resolved, callTimeoutOption, checkKey, fnv1a, resolveOptions } from '../log/options';
 import { settleWithin } from '../log/connection';
@@ -153,7 +153,12 @@ class Producer<I> implements RedisProducer<I> {
     const state = this.#lagState(partition);
     // A measure already under way may have been asked for before sends that have resolved since: a new one.
     await state.measuring?.catch(() => {});
-    await this.#measure(partition);
+    try {
+      await this.#measure(partition);
+    } catch (error) {
+      // (A closed client or a lost connection as ERR_VELO_REDIS_CONNECTION, its error the cause, as workers report it.)
+      throw reportable(error);
+    }
     return state.lag;
   }
 
