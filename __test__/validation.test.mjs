@@ -85,7 +85,10 @@ test('open(signal) instead of open({ signal }), and built-ins as options or conf
     await assert.rejects(fn.run([1], bad), is(TypeError, 'ERR_INVALID_ARG_TYPE', 'options'), String(bad));
     assert.throws(() => fn.pipe(echo).open(bad), is(TypeError, 'ERR_INVALID_ARG_TYPE', 'options'), String(bad));
   }
-  assert.throws(() => fn.open(signal), (e) => e.message.includes('{ signal }'));
+  assert.throws(
+    () => fn.open(signal),
+    (e) => e.message.includes('{ signal }'),
+  );
   for (const bad of [new Map([['buffer', 1]]), signal, new Date()]) {
     assert.throws(() => streamFn(echo, bad), is(TypeError, 'ERR_INVALID_ARG_TYPE', 'config'), String(bad));
     assert.throws(() => fn.sessions(bad), is(TypeError, 'ERR_INVALID_ARG_TYPE', 'config'), String(bad));
@@ -101,7 +104,10 @@ test('open(signal) instead of open({ signal }), and built-ins as options or conf
 });
 
 test('an unknown option of task(), batch() or workerFn() is refused naming every option that entry point knows, its own first', () => {
-  const known = (own) => new RegExp(`^Unknown option "typo"\\. Known options: ${[...own, 'buffer', 'idleTimeout', 'maxConcurrent', 'name'].join(', ')}$`);
+  const known = (own) =>
+    new RegExp(
+      `^Unknown option "typo"\\. Known options: ${[...own, 'buffer', 'idleTimeout', 'maxConcurrent', 'name'].join(', ')}$`,
+    );
   const code = (own) => (e) => e.code === 'ERR_INVALID_ARG_VALUE' && known(own).test(e.message);
   assert.throws(() => task(echoItem, { typo: 1 }), code(['concurrency', 'ordered', 'retry', 'onError', 'limiter']));
   assert.throws(
@@ -116,7 +122,11 @@ test('an unknown option of task(), batch() or workerFn() is refused naming every
 
 test("workerFn's resourceLimits are checked at the call: an options object of new Worker()'s four fields, each a positive number", () => {
   const refused = (resourceLimits, code) =>
-    assert.throws(() => workerFn(WORKER_MODULE, { resourceLimits }), (e) => e.code === code, JSON.stringify(resourceLimits));
+    assert.throws(
+      () => workerFn(WORKER_MODULE, { resourceLimits }),
+      (e) => e.code === code,
+      JSON.stringify(resourceLimits),
+    );
   refused({ bogus: 1 }, 'ERR_INVALID_ARG_VALUE');
   refused({ maxOldGenerationSizeMb: -1 }, 'ERR_OUT_OF_RANGE');
   refused({ maxOldGenerationSizeMb: 0 }, 'ERR_OUT_OF_RANGE');
@@ -129,7 +139,10 @@ test("workerFn's resourceLimits are checked at the call: an options object of ne
   const valid = { resourceLimits: { maxOldGenerationSizeMb: 64, stackSizeMb: 4, maxYoungGenerationSizeMb: undefined } };
   if (typeof process.versions.bun === 'string') {
     // Bun's Worker ignores resourceLimits: valid ones are refused there, after the checks above (docs/runtimes.md).
-    assert.throws(() => workerFn(WORKER_MODULE, valid), (e) => e.code === 'ERR_VELO_RUNTIME_UNSUPPORTED' && /Bun/.test(e.message));
+    assert.throws(
+      () => workerFn(WORKER_MODULE, valid),
+      (e) => e.code === 'ERR_VELO_RUNTIME_UNSUPPORTED' && /Bun/.test(e.message),
+    );
     return undefined;
   }
   return workerFn(WORKER_MODULE, valid).close();
@@ -143,6 +156,51 @@ test('a revoked Proxy as a config or options object is refused with a code, as a
   assert.throws(() => task(echoItem, proxy), refusal);
   assert.throws(() => workerFn(WORKER_MODULE, proxy), refusal);
   assert.throws(() => streamFn(echo).open(proxy), refusal);
+});
+
+test("a handler, a pipe stage, a module, a signal or metrics arguments that cannot be read are ERR_INVALID_ARG_TYPE, the trap's error as cause", async () => {
+  const { Registry } = await import('prom-client');
+  const { registerStreamMetrics } = await import('velo-stream/prometheus');
+  const trapped = () => {
+    const error = new Error('trap');
+    const proxy = new Proxy(
+      {},
+      {
+        get() {
+          throw error;
+        },
+        has() {
+          throw error;
+        },
+        getPrototypeOf() {
+          throw error;
+        },
+        ownKeys() {
+          throw error;
+        },
+      },
+    );
+    return { proxy, error };
+  };
+  const fn = streamFn(echo);
+  const calls = [
+    ['streamFn(handler)', (p) => streamFn(p)],
+    ['pipe(next)', (p) => fn.pipe(p)],
+    ['workerFn(module)', (p) => workerFn(p)],
+    ['open({ signal })', (p) => fn.open({ signal: p })],
+    ['registerStreamMetrics(registry)', (p) => registerStreamMetrics(p, [fn])],
+    ['registerStreamMetrics(fns)', (p) => registerStreamMetrics(new Registry(), p)],
+    ['registerStreamMetrics(opts)', (p) => registerStreamMetrics(new Registry(), [fn], p)],
+  ];
+  for (const [what, call] of calls) {
+    const { proxy, error } = trapped();
+    assert.throws(
+      () => call(proxy),
+      (e) => e.code === 'ERR_INVALID_ARG_TYPE' && e.cause === error,
+      what,
+    );
+  }
+  assert.equal(fn.stats().opened, 0);
 });
 
 test('options whose getter throws, or a Proxy whose trap throws, are ERR_INVALID_ARG_TYPE with that error as cause, at every entry point; nothing opened', async () => {
@@ -236,5 +294,9 @@ test('an argument whose getter, iterator or Proxy trap throws: ERR_INVALID_ARG_T
     'registerStreamMetrics(an iterator that throws)': () => registerStreamMetrics(new Registry(), { [Symbol.iterator]: trap }),
   };
   for (const [what, call] of Object.entries(cases))
-    assert.throws(call, (e) => e.code === 'ERR_INVALID_ARG_TYPE' && (e.cause === thrown || /must be an options object/.test(e.message)), what);
+    assert.throws(
+      call,
+      (e) => e.code === 'ERR_INVALID_ARG_TYPE' && (e.cause === thrown || /must be an options object/.test(e.message)),
+      what,
+    );
 });

@@ -137,7 +137,8 @@ export function resolveOpen(opts: unknown): ResolvedOpen {
     if (!OPEN_KEYS.includes(key)) throw invalidValue(`Unknown option "${key}". Known options: ${OPEN_KEYS.join(', ')}`);
   }
   const { signal, label, key, cost } = given;
-  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+  // (`instanceof` reads the prototype: a Proxy whose trap throws is refused as an unreadable option.)
+  if (signal !== undefined && !readingOptions('signal', () => signal instanceof AbortSignal)) {
     throw invalidType(`The "signal" option must be an AbortSignal. Received ${describe(signal)}`);
   }
   if (label !== undefined && typeof label !== 'string') {
@@ -150,5 +151,5 @@ export function resolveOpen(opts: unknown): ResolvedOpen {
   }
   if (key === '') throw invalidValue(`The "key" option must be a non-empty string (a tenant id, say). Received ""`);
   if (cost !== undefined) integerOption(undefined, 'cost', cost, 0, MAX_COST);
-  return { signal, label, key, cost: cost as number | undefined };
+  return { signal: signal as AbortSignal | undefined, label, key, cost: cost as number | undefined };
 }

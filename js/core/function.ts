@@ -154,6 +154,11 @@ abstract class FnBase<I, O> implements StreamFn<I, O> {
   }
 
   pipe<P, S = unknown, W = unknown>(next: StreamFn<O, P> | StreamHandler<O, P, S, W>): StreamFn<I, P> {
+    // (A `next` that cannot be read, a Proxy whose trap throws, is refused as an unreadable argument.)
+    return readingOptions('next', () => this.#piped(next));
+  }
+
+  #piped<P, S, W>(next: StreamFn<O, P> | StreamHandler<O, P, S, W>): StreamFn<I, P> {
     let tail: readonly SingleFn<unknown, unknown>[];
     // Not `instanceof`: a function of another copy of the module pipes too.
     if (typeof (next as { [kOpen]?: unknown } | null)?.[kOpen] === 'function') tail = (next as FnBase<O, P>).stages;
@@ -550,7 +555,8 @@ export function streamFn<I, O, S = unknown, W = unknown>(
       return rest;
     });
   }
-  return new SingleFn(handler as StreamHandler<I, O>, config, limiters);
+  // (A handler that cannot be read, a Proxy whose trap throws, is refused as an unreadable argument.)
+  return readingOptions('handler', () => new SingleFn(handler as StreamHandler<I, O>, config, limiters));
 }
 
 /** A one-stage stream function whose streams run a body made per stream (see `BodyFactory`). */

@@ -112,7 +112,8 @@ export function registerStreamMetrics(
   fns: Iterable<AnyFn> | (() => Iterable<AnyFn>),
   opts: PrometheusOptions = {},
 ): void {
-  if (registry === null || typeof registry?.registerMetric !== 'function') {
+  // (Each argument read here, within a check that refuses one that cannot be read: a Proxy whose trap throws.)
+  if (readingOptions('registry', () => registry === null || typeof registry?.registerMetric !== 'function')) {
     throw invalidType(`The "registry" argument must be a prom-client Registry. Received ${describe(registry)}`);
   }
   let list: () => AnyFn[];
@@ -124,7 +125,7 @@ export function registerStreamMetrics(
       }
       return distinct(listed as Iterable<unknown>, true);
     };
-  } else if (fns !== null && typeof fns?.[Symbol.iterator] === 'function') {
+  } else if (readingOptions('fns', () => fns !== null && typeof fns?.[Symbol.iterator] === 'function')) {
     // (An iterator that throws is refused as an unreadable argument, ERR_INVALID_ARG_TYPE.)
     const fixed = readingOptions('fns', () => distinct(fns, false));
     list = () => fixed;
@@ -133,7 +134,7 @@ export function registerStreamMetrics(
       `The "fns" argument must be an iterable of stream functions or a function returning one. Received ${describe(fns)}`,
     );
   }
-  const checked = checkedOptions(opts, 'registerStreamMetrics()', ['prefix', 'buckets']);
+  const checked = readingOptions('opts', () => checkedOptions(opts, 'registerStreamMetrics()', ['prefix', 'buckets']));
   const prefix = checked.prefix;
   const bounds = checked.buckets ?? DEFAULT_BUCKETS;
   const boundsUs = bounds.map((s) => Math.round(s * 1e6));

@@ -142,7 +142,7 @@ function checkResourceLimits(limits: unknown): ResourceLimits {
  * (default: the machine's available parallelism).
  */
 export function workerFn<I, O>(module: string | URL, config?: WorkerFnConfig): WorkerStreamFn<I, O> {
-  const path = modulePath(module);
+  const path = readingOptions('module', () => modulePath(module));
   const {
     threads = availableParallelism(),
     export: exportName = 'default',
