@@ -368,7 +368,12 @@ test('a client that leaves mid-body fails the body as a source: the handler neve
           : (async () => {
               for await (const out of fn.open().feed(ndjsonEvents(req))) void out;
             })();
-      settled.push(await outcome.then(() => 'resolved', (error) => error));
+      settled.push(
+        await outcome.then(
+          () => 'resolved',
+          (error) => error,
+        ),
+      );
       res.destroy();
     });
     try {
@@ -390,5 +395,34 @@ test('a client that leaves mid-body fails the body as a source: the handler neve
     } finally {
       await srv.close();
     }
+  }
+});
+
+test('with a writer, a client that leaves mid-body gives the handler its connection error (ECONNRESET) as the cause', async () => {
+  const causes = [];
+  const fn = streamFn(
+    async function* upload(events) {
+      try {
+        for await (const e of events) yield e;
+      } catch (error) {
+        causes.push([error.code, error.cause?.code]);
+        throw error;
+      }
+    },
+    { idleTimeout: 0 },
+  );
+  const srv = await listen(async (req, res) => {
+    await sendNdjson(res, fn.open().feed(ndjsonEvents(req)));
+  });
+  try {
+    const c = client(srv.url, { method: 'POST', headers: { 'transfer-encoding': 'chunked' } });
+    c.req.write('{"row":1}\n');
+    await until(() => fn.stats().open === 1, 5000, 'the stream open');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    c.req.destroy();
+    await until(() => causes.length === 1, 5000, 'the handler to see the cancel');
+    assert.deepEqual(causes, [['ERR_VELO_STREAM_CLOSED', 'ECONNRESET']]);
+  } finally {
+    await srv.close();
   }
 });

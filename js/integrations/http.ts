@@ -140,9 +140,15 @@ function frames<O>(format: Format, opts: ResponseOptions<O>): Frames<O> {
  * ends, the handler's `finally` runs), else closes the iterator. Async, so
  * that an iterator whose return() throws rejects rather than throws.
  */
-async function stop<O>(outputs: Stoppable<O>, it: AsyncIterator<unknown>, why: string): Promise<void> {
-  if (typeof outputs.cancel === 'function') await outputs.cancel(new Error(why));
+async function stop<O>(outputs: Stoppable<O>, it: AsyncIterator<unknown>, why: string, cause?: unknown): Promise<void> {
+  if (typeof outputs.cancel === 'function') await outputs.cancel(cause ?? new Error(why));
   else await it.return?.();
+}
+
+/** The connection's own error when its client left mid-request (Node's ECONNRESET "aborted"), if it has one. */
+function connectionError(res: ServerResponse): unknown {
+  const req = res.req as { errored?: unknown } | undefined;
+  return req?.errored ?? undefined;
 }
 
 const RESPONSE_KEYS = new Set(['serialize', 'event', 'headers']);
@@ -262,8 +268,9 @@ export async function writeResponse<O>(
     if (res.writableFinished) return;
     gone = true;
     leave?.();
-    // Nobody is left to tell if stopping fails (a plain iterator's return()).
-    stop(outputs, it, 'client disconnected').catch(() => {});
+    // Nobody is left to tell if stopping fails (a plain iterator's return()). The reason: the connection's error
+    // (a client that left mid-body), else that the client left.
+    stop(outputs, it, 'client disconnected', connectionError(res)).catch(() => {});
   };
   // (\`on\`, not \`once\`: 'close' comes once, and \`finally\` removes it; \`once\` would wrap it in two more objects.)
   res.on('close', onClose);
