@@ -71,10 +71,16 @@ test('send() and sendMany() of a value JSON cannot carry: the message names the 
     code: 'ERR_INVALID_ARG_VALUE',
     message: 'Could not encode the event of send() for key "cart-7": JSON cannot carry the value undefined',
   });
-  await assert.rejects(producer.sendMany([['a', 1], ['cart-8', () => {}]]), {
-    code: 'ERR_INVALID_ARG_VALUE',
-    message: 'Could not encode the event of sendMany() for key "cart-8": JSON cannot carry the value function',
-  });
+  await assert.rejects(
+    producer.sendMany([
+      ['a', 1],
+      ['cart-8', () => {}],
+    ]),
+    {
+      code: 'ERR_INVALID_ARG_VALUE',
+      message: 'Could not encode the event of sendMany() for key "cart-8": JSON cannot carry the value function',
+    },
+  );
   // A BigInt stays the codec's failure to encode.
   await assert.rejects(producer.send('cart-9', 1n), { code: 'ERR_VELO_ENCODE', message: /event of send\(\) for key "cart-9"/ });
 });
@@ -1006,7 +1012,7 @@ test('a handler that throws a hostile value (a revoked proxy, getters that throw
   }
 });
 
-test('an error output is cut to fit maxEventBytes: its message first, then its name and code; under 35 bytes it is the smallest entry', () => {
+test('an error output is cut to fit maxEventBytes: its message first, then its name, its code last; under 35 bytes it is the smallest entry', () => {
   const { serializeError } = require('../dist/durable/engine/session.js');
   const error = Object.assign(new Error('m'.repeat(5000)), { name: 'N'.repeat(300), code: 'C'.repeat(300) });
   for (const max of [2000, 600, 100, 60, 35]) {
@@ -1016,4 +1022,8 @@ test('an error output is cut to fit maxEventBytes: its message first, then its n
   }
   assert.equal(serializeError(error, 10), '{"name":"","message":"","code":""}');
   assert.equal(serializeError(undefined, 10), '{"name":"","message":""}');
+  // The code, which readers match on, stays whole while the entry can hold it: the name goes first.
+  const coded = Object.assign(new RangeError('x'.repeat(500)), { name: 'EventTooLargeError', code: 'ERR_VELO_EVENT_TOO_LARGE' });
+  assert.equal(JSON.parse(serializeError(coded, 64)).code, 'ERR_VELO_EVENT_TOO_LARGE');
+  assert.equal(JSON.parse(serializeError(coded, 58)).code, 'ERR_VELO_EVENT_TOO_LARGE');
 });

@@ -39,19 +39,21 @@ export function serializeError(error: unknown, maxBytes: number): string {
   const name = (error !== null && typeof error === 'object' && readString(() => e.name)) || 'Error';
   const message = (error !== null && typeof error === 'object' ? readString(() => e.message) : undefined) ?? textOf(error);
   const code = error !== null && typeof error === 'object' ? readString(() => e.code) : undefined;
-  const make = (max: number, short: number) =>
+  const make = (max: number, named: number, coded: number) =>
     JSON.stringify({
-      name: cutText(name, short),
+      name: cutText(name, named),
       message: cutText(message, max),
-      ...(code === undefined ? {} : { code: cutText(code, short) }),
+      ...(code === undefined ? {} : { code: cutText(code, coded) }),
     });
-  // Within maxEventBytes, as every entry: the message is cut (halved until the entry fits), then the name and
-  // code. (Under 35 bytes, an entry with all three empty, the failure is still written.)
+  // Within maxEventBytes, as every entry: the message is cut (halved until the entry fits), then the name, then the
+  // code, which readers match on, last. (Under 35 bytes, an entry with all three empty, the failure is still written.)
   let max = MAX_ERROR_MESSAGE;
-  let short = 256;
-  let out = make(max, short);
-  while (Buffer.byteLength(out) > maxBytes && max > 0) out = make((max = Math.floor(max / 2)), short);
-  while (Buffer.byteLength(out) > maxBytes && short > 0) out = make(max, (short = Math.floor(short / 2)));
+  let named = 256;
+  let coded = 256;
+  let out = make(max, named, coded);
+  while (Buffer.byteLength(out) > maxBytes && max > 0) out = make((max = Math.floor(max / 2)), named, coded);
+  while (Buffer.byteLength(out) > maxBytes && named > 0) out = make(max, (named = Math.floor(named / 2)), coded);
+  while (Buffer.byteLength(out) > maxBytes && coded > 0) out = make(max, named, (coded = Math.floor(coded / 2)));
   return out;
 }
 
