@@ -414,7 +414,7 @@ export const ERROR_CODES = {
   ERR_VELO_SESSION_SLOTS: {
     class: '',
     from: 'velo-stream/redis',
-    when: "Keys of a worker's partitions needed a new session while every session slot (`fn`'s `maxConcurrent`) was taken: their events wait, in log order, until sessions end (a slot frees when a session ends, after its `idleTimeout`). Reported through `onError` at most once a minute per worker (`slots` is `maxConcurrent`, `waitingKeys` the keys waiting then); `stats().slots` counts every key that waited. Nothing is lost, but those keys' events are late.",
+    when: "Keys of a worker's partitions needed a new session while every session slot (`fn`'s `maxConcurrent`) was taken: their events wait, in log order, until sessions end (a slot frees when a session ends, after its `idleTimeout`). Reported through `onError` at most once a minute per worker (`slots` is `maxConcurrent`, `waitingKeys` the keys waiting then); `stats().slots.waits` counts every key that began to wait (`slots.waitingKeys`: those waiting now). Nothing is lost, but those keys' events are late.",
     action:
       'Raise `maxConcurrent` above the keys live at once on a worker (a live key holds a slot until its idle time passes), shorten `idleTimeout`, or add workers.',
   },

@@ -57,7 +57,7 @@ export function schemaIdent(what: string, schema: unknown): string {
     schema === 'information_schema'
   ) {
     throw invalidValue(
-      `${what}: the "schema" option must be a lower-case identifier of a schema of velo-stream's own (a-z, 0-9, _; at most 63; not pg_..., public or information_schema), not ${describe(schema)}`,
+      `${what}: the "schema" option must be a lower-case identifier of a schema of velo-stream's own (a-z, 0-9, _; at most 63; not pg_..., public or information_schema). Received ${describe(schema)}`,
     );
   }
   return `"${schema}"`;
