@@ -9,6 +9,7 @@ import { streamFn } from 'velo-stream';
 import { redisProducer, redisWorker, redisOutputs, redisMaterialize, redisLimiter } from 'velo-stream/redis';
 import { postgresProducer, postgresWorker } from 'velo-stream/postgres';
 import { client, useRedis } from './helpers/redis-suite.mjs';
+import { sessionOutputs, sessionProducer, sessionWorker } from 'velo-stream/durable';
 
 useRedis();
 
@@ -36,7 +37,11 @@ test('a function name with a lone surrogate is refused by every Redis and Postgr
       await refuses(() => redisProducer({ client, name }), 'ERR_INVALID_ARG_VALUE', `producer ${JSON.stringify(name)}`);
       await refuses(() => redisWorker(echo, { client, name }), 'ERR_INVALID_ARG_VALUE', 'worker');
       await refuses(() => redisOutputs({ client, name }), 'ERR_INVALID_ARG_VALUE', 'outputs');
-      await refuses(() => redisMaterialize({ client, name, key: () => 'h', fields: () => ({}) }), 'ERR_INVALID_ARG_VALUE', 'materialize');
+      await refuses(
+        () => redisMaterialize({ client, name, key: () => 'h', fields: () => ({}) }),
+        'ERR_INVALID_ARG_VALUE',
+        'materialize',
+      );
       await refuses(() => redisLimiter({ client, name, concurrency: 1 }), 'ERR_INVALID_ARG_VALUE', 'limiter');
       await refuses(() => postgresProducer({ pool, schema: 'velo', name }), 'ERR_INVALID_ARG_VALUE', 'pg producer');
       await refuses(() => postgresWorker(echo, { pool, schema: 'velo', name }), 'ERR_INVALID_ARG_VALUE', 'pg worker');
@@ -67,6 +72,32 @@ test("a worker's id, a reader's group and consumer: empty or with a lone surroga
   ]) {
     const options = { client, name: 'readers', group: 'g', [option]: value };
     await refuses(() => redisOutputs(options), code, `redisOutputs ${option} ${String(value)}`);
-    await refuses(() => redisMaterialize({ ...options, key: () => 'h', fields: () => ({}) }), code, `redisMaterialize ${option} ${String(value)}`);
+    await refuses(
+      () => redisMaterialize({ ...options, key: () => 'h', fields: () => ({}) }),
+      code,
+      `redisMaterialize ${option} ${String(value)}`,
+    );
+  }
+});
+
+test("a function, an option or events that cannot be read (a Proxy whose trap throws) are ERR_INVALID_ARG_TYPE, the trap's error as cause", async () => {
+  const base = { client, name: 'unreadable', partitions: 2 };
+  const trapped = () => {
+    const error = new Error('trap');
+    const fail = () => {
+      throw error;
+    };
+    const proxy = new Proxy({}, { get: fail, has: fail, ownKeys: fail, getPrototypeOf: fail, getOwnPropertyDescriptor: fail });
+    return { proxy, error };
+  };
+  const calls = [
+    ['sessionWorker(fn)', (p) => sessionWorker(p, base)],
+    ['sessionProducer({ codec })', (p) => sessionProducer({ ...base, codec: p })],
+    ['sessionOutputs({ after })', (p) => sessionOutputs({ ...base, after: p })],
+    ['sendMany(events)', (p) => sessionProducer(base).sendMany(p)],
+  ];
+  for (const [what, call] of calls) {
+    const { proxy, error } = trapped();
+    await assert.rejects((async () => call(proxy))(), (e) => e.code === 'ERR_INVALID_ARG_TYPE' && e.cause === error, what);
   }
 });

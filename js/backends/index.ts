@@ -4,6 +4,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { StreamFn } from '../types';
 import { invalidType } from '../errors';
+import { readingOptions } from '../config';
 import type { Migrate, SyncMigrate, Worker, WorkerOptions as EngineWorkerOptions } from '../durable/engine/worker-types';
 import type { FunctionName, ShapeOptions } from '../durable/common/shape';
 import type { KeyReadOptions } from '../durable/common/key-reader';
@@ -155,18 +156,23 @@ export function sessionWorker<I = unknown, O = unknown, M extends Migrate = Migr
 ): Worker {
   const what = 'sessionWorker()';
   const o = readOptions(what, options);
-  return backendOf(what, o) === 'redis'
-    ? startRedisWorker(fn, o as RedisWorkerOptions<O, I>, what, 'sessionOutputs')
-    : startPgWorker(fn, o as unknown as PostgresWorkerOptions<O, I>, what, 'sessionOutputs', 'client');
+  // (A function or an option that cannot be read, a Proxy whose trap throws, is refused with a code.)
+  return readingOptions('fn" or "options', () =>
+    backendOf(what, o) === 'redis'
+      ? startRedisWorker(fn, o as RedisWorkerOptions<O, I>, what, 'sessionOutputs')
+      : startPgWorker(fn, o as unknown as PostgresWorkerOptions<O, I>, what, 'sessionOutputs', 'client'),
+  );
 }
 
 /** A producer for the distributed stream function `options.name`: `send(key, event)` appends to the key's partition. */
 export function sessionProducer<I = unknown>(options: ProducerOptions<I>): Producer<I> {
   const what = 'sessionProducer()';
   const o = readOptions(what, options);
-  return backendOf(what, o) === 'redis'
-    ? startProducer(o as RedisProducerOptions<I>, what)
-    : startPgProducer(o as unknown as PostgresProducerOptions<I>, what, 'client');
+  return readingOptions('options', () =>
+    backendOf(what, o) === 'redis'
+      ? startProducer(o as RedisProducerOptions<I>, what)
+      : startPgProducer(o as unknown as PostgresProducerOptions<I>, what, 'client'),
+  );
 }
 
 /**
@@ -180,9 +186,11 @@ export function sessionProducer<I = unknown>(options: ProducerOptions<I>): Produ
 export function sessionOutputs<O = unknown>(options: OutputsOptions<O>): Outputs<O> {
   const what = 'sessionOutputs()';
   const o = readOptions(what, options);
-  return backendOf(what, o) === 'redis'
-    ? readOutputs(o as RedisOutputsOptions<O>, what)
-    : readPgOutputs(o as unknown as PostgresOutputsOptions<O>, what, 'client');
+  return readingOptions('options', () =>
+    backendOf(what, o) === 'redis'
+      ? readOutputs(o as RedisOutputsOptions<O>, what)
+      : readPgOutputs(o as unknown as PostgresOutputsOptions<O>, what, 'client'),
+  );
 }
 
 /**
