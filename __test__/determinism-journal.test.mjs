@@ -167,6 +167,13 @@ test('a model that continues an answer in other words every time, as a real one 
   }
   const passed = await checkDeterminism(streaming((_, prompt, chunks) => model(prompt, chunks)).fn, EVENTS);
   assert.equal(passed.ok, true, passed.message);
+  // Its next word the same every time, the words after it its own: the difference comes a chunk later.
+  async function* sameNext(prompt, chunks) {
+    const answer = chunks.length > 0 ? chunks[0].answer : `${prompt}-${words()}`;
+    for (let i = chunks.length; i < 4; i++) yield { answer, i, text: i === 1 ? 'the' : words() };
+  }
+  const later = await checkDeterminism(streaming((_, prompt, chunks) => sameNext(prompt, chunks)).fn, EVENTS);
+  assert.equal(later.ok, true, later.message);
   // Reading only how many chunks there are is not continuing them.
   const counted = await checkDeterminism(
     streaming((_, prompt, chunks) => {

@@ -370,15 +370,19 @@ export class Journal {
     if (call <= this.#covered || this.#ended || signal.aborted) return;
     const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
     const limit = this.host.maxJournalBytes;
-    if (this.#bytes + size > limit) {
-      const refusal = new JournalTooLargeError(this.sid, this.#bytes + size, limit, recordNamed(this.sid, at, kind, name));
-      const text = this.encodeError(refusal);
-      const end = at.includes('.') ? `${call}.end` : at;
-      this.#add(call, { at: end, kind: 'e', name, payload: text, bytes: Buffer.byteLength(text), yielded }, 0);
-      this.#refusal = refusal;
-      throw refusal;
-    }
+    if (this.#bytes + size > limit) this.#refuse(call, at, kind, name, size, yielded);
     this.#add(call, { at, kind, name, payload, bytes: size, yielded }, size);
+  }
+
+  /** Records the refusal of a record of `size` bytes past the bound, in its call's place (a stream's end), and throws it. */
+  #refuse(call: number, at: string, kind: JournalRecord['kind'], name: string, size: number, yielded: number): never {
+    const limit = this.host.maxJournalBytes;
+    const refusal = new JournalTooLargeError(this.sid, this.#bytes + size, limit, recordNamed(this.sid, at, kind, name));
+    const text = this.encodeError(refusal);
+    const end = at.includes('.') ? `${call}.end` : at;
+    this.#add(call, { at: end, kind: 'e', name, payload: text, bytes: Buffer.byteLength(text), yielded }, 0);
+    this.#refusal = refusal;
+    throw refusal;
   }
 
   /** Queues `record` of call `call`, `counted` of its bytes toward the bound: in the open entry, or a new one. */

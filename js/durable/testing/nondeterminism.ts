@@ -272,12 +272,11 @@ export class JournaledAnswers {
 
   /**
    * A replay's stream given the chunks recorded before its crash (`call.chunks`): the handler's factory is called
-   * with them, as a worker calls it. Its first chunk the same as the crash-free run's there: a model that continues
-   * an answer alike every time, whose every chunk is compared (the first difference kept in `discontinued` for the
-   * report). Another first chunk from a factory that read the chunks it was given (not their count alone): a model
-   * that continues an answer
-   * otherwise every time, as a real one does; the rest of the crash-free run's answer is given, as for a call not
-   * yet recorded. Another from one that never read them: it does not continue the answer (`discontinued`).
+   * with them, as a worker calls it, and each chunk it gives compared with the crash-free run's answer. Where one
+   * differs, from a factory that read the chunks it was given (not their count alone): a model that continues an
+   * answer in words of its own, as a real one does; the rest of the crash-free run's answer is given from there, as
+   * for a call not yet recorded. From one that never read them: it does not continue the answer (`discontinued`, for
+   * the report).
    */
   #continued(
     name: string,
@@ -317,18 +316,18 @@ export class JournaledAnswers {
     return (async function* () {
       const it = source[Symbol.asyncIterator]();
       let i = from;
-      let r = await it.next();
-      if (r.done !== true && i < known.chunks.length && shown(r.value) !== shown(known.chunks[i]) && read) {
-        // Continued otherwise (the model's own words): the crash-free run's answer from here, as any call not recorded.
-        await it.return?.();
-        for (; i < known.chunks.length; i++) yield known.chunks[i];
-        if (known.end?.ok === false) throw known.end.error;
-        if (known.end === undefined)
-          yield* traced(factory({ ...call, chunks: [...call.chunks, ...known.chunks.slice(from)] }), null, null);
-        return;
-      }
-      for (; r.done !== true; r = await it.next()) {
+      for (let r = await it.next(); r.done !== true; r = await it.next()) {
         const chunk = r.value;
+        if (i < known.chunks.length && shown(chunk) !== shown(known.chunks[i]) && read) {
+          // Continued otherwise (the model's own words, here or after words alike): the crash-free run's answer
+          // from here, as any call not recorded.
+          await it.return?.();
+          for (; i < known.chunks.length; i++) yield known.chunks[i];
+          if (known.end?.ok === false) throw known.end.error;
+          if (known.end === undefined)
+            yield* traced(factory({ ...call, chunks: [...call.chunks, ...known.chunks.slice(from)] }), null, null);
+          return;
+        }
         if (i < known.chunks.length && shown(chunk) !== shown(known.chunks[i]))
           told(`gave ${shown(chunk)} as chunk ${i} (from 0) where the crash-free run's answer had ${shown(known.chunks[i])}`);
         else if (i >= known.chunks.length && known.end !== undefined)
