@@ -203,6 +203,28 @@ test("a handler, a pipe stage, a module, a signal or metrics arguments that cann
   assert.equal(fn.stats().opened, 0);
 });
 
+test("options given as a Proxy whose every get throws are ERR_INVALID_ARG_TYPE, the trap's error as cause", async () => {
+  const error = new Error('trap');
+  const options = new Proxy(
+    {},
+    {
+      get() {
+        throw error;
+      },
+    },
+  );
+  const fn = streamFn(echo);
+  for (const [what, call] of [
+    ['streamFn', () => streamFn(echo, options)],
+    ['workerFn', () => workerFn(WORKER_MODULE, options)],
+    ['open', () => fn.open(options)],
+  ]) {
+    assert.throws(call, (e) => e.code === 'ERR_INVALID_ARG_TYPE' && e.cause === error, what);
+  }
+  await assert.rejects(fn.run([1], options), (e) => e.code === 'ERR_INVALID_ARG_TYPE' && e.cause === error);
+  assert.equal(fn.stats().opened, 0);
+});
+
 test('options whose getter throws, or a Proxy whose trap throws, are ERR_INVALID_ARG_TYPE with that error as cause, at every entry point; nothing opened', async () => {
   const thrown = new Error('getter failed');
   const getter = (key) =>

@@ -15,15 +15,6 @@ function count(field: string, value: unknown): number {
   return integerOption(undefined, field, value, 1, MAX_COUNT);
 }
 
-/** The object's built-in tag; a revoked Proxy (whose every use throws) has none. */
-function builtInTag(value: object): string | undefined {
-  try {
-    return Object.prototype.toString.call(value);
-  } catch {
-    return undefined;
-  }
-}
-
 /**
  * Throws unless `value` is an options object: a plain object (or a class
  * instance, or one without prototype), not an AbortSignal, Map, array or other
@@ -31,10 +22,22 @@ function builtInTag(value: object): string | undefined {
  * built-in tag, so objects from other realms (Jest's vm contexts) pass.
  */
 export function assertOptionsObject(value: unknown, name: string, example: string): asserts value is object {
-  const tag = value !== null && typeof value === 'object' ? builtInTag(value) : undefined;
+  let tag: string | undefined;
+  let unread: { error: unknown } | undefined;
+  if (value !== null && typeof value === 'object') {
+    try {
+      tag = Object.prototype.toString.call(value);
+    } catch (error) {
+      // (A Proxy whose trap throws, or a revoked one: refused below, its error the cause.)
+      unread = { error };
+    }
+  }
   if (tag !== '[object Object]') {
     const hint = tag !== undefined && value instanceof AbortSignal ? ` (to pass a signal, write { signal })` : '';
-    throw invalidType(`The "${name}" argument must be an options object such as ${example}. Received ${describe(value)}${hint}`);
+    throw invalidType(
+      `The "${name}" argument must be an options object such as ${example}. Received ${describe(value)}${hint}`,
+      unread?.error,
+    );
   }
 }
 
